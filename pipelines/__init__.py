@@ -1,0 +1,1 @@
+"""Apache Beam pipelines of videonet, installed as ``videonet.pipelines``."""

@@ -1,0 +1,1 @@
+"""Auditable query-term tables (``imagenet1k.tsv``), installed as ``videonet.synonyms``."""

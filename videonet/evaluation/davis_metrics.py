@@ -1,0 +1,114 @@
+"""DAVIS region (J) and boundary (F) measures, ported from the official davis2017-evaluation toolkit.
+
+Re-implemented with numpy only (the toolkit needs OpenCV) and kept numerically identical: J is the
+IoU of two binary masks (1 when both are empty); F is the F-measure of boundary precision/recall
+where a boundary pixel counts as matched if the other boundary lies within a disk of radius
+ceil(0.008 * image diagonal).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+BOUNDARY_TOLERANCE = 0.008
+VOID = 255  # annotation value of pixels nobody labelled
+
+
+def region_similarity(gt: np.ndarray, pred: np.ndarray) -> float:
+    """J: intersection over union of two binary masks; two empty masks agree perfectly."""
+    gt, pred = gt.astype(bool), pred.astype(bool)
+    union = np.logical_or(gt, pred).sum()
+    if union == 0:
+        return 1.0
+    return float(np.logical_and(gt, pred).sum() / union)
+
+
+def boundary_map(mask: np.ndarray) -> np.ndarray:
+    """One-pixel-wide boundary of a binary mask: pixels that differ from their E, S or SE neighbour.
+
+    Same definition as the toolkit's ``_seg2bmap`` at full resolution, including its treatment of
+    the last row and column.
+    """
+    seg = mask.astype(bool)
+    e = np.zeros_like(seg)
+    s = np.zeros_like(seg)
+    se = np.zeros_like(seg)
+    e[:, :-1] = seg[:, 1:]
+    s[:-1, :] = seg[1:, :]
+    se[:-1, :-1] = seg[1:, 1:]
+    b = (seg ^ e) | (seg ^ s) | (seg ^ se)
+    b[-1, :] = seg[-1, :] ^ e[-1, :]
+    b[:, -1] = seg[:, -1] ^ s[:, -1]
+    b[-1, -1] = False
+    return b
+
+
+def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation by a disk (x^2 + y^2 <= r^2, as skimage.morphology.disk), by OR-ing shifted copies."""
+    h, w = mask.shape
+    padded = np.pad(mask.astype(bool), radius)
+    out = np.zeros((h, w), dtype=bool)
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy * dy + dx * dx <= radius * radius:
+                out |= padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+    return out
+
+
+def boundary_tolerance_px(shape: tuple[int, ...], tolerance: float = BOUNDARY_TOLERANCE) -> int:
+    """Matching radius in pixels: ceil(tolerance * image diagonal), e.g. 8 px at 854x480."""
+    return int(math.ceil(tolerance * math.hypot(shape[0], shape[1])))
+
+
+def boundary_measure(gt: np.ndarray, pred: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE) -> float:
+    """F: harmonic mean of boundary precision and recall with the DAVIS distance tolerance."""
+    radius = boundary_tolerance_px(gt.shape, tolerance)
+    gt_b, pred_b = boundary_map(gt), boundary_map(pred)
+    n_gt, n_pred = int(gt_b.sum()), int(pred_b.sum())
+    if n_gt == 0 and n_pred == 0:
+        return 1.0
+    if n_gt == 0 or n_pred == 0:  # toolkit: precision or recall is 0, the other 1, so F = 0
+        return 0.0
+    precision = (pred_b & dilate_disk(gt_b, radius)).sum() / n_pred
+    recall = (gt_b & dilate_disk(pred_b, radius)).sum() / n_gt
+    if precision + recall == 0:
+        return 0.0
+    return float(2 * precision * recall / (precision + recall))
+
+
+@dataclass
+class ObjectScores:
+    """Per-frame J and F of one object in one sequence."""
+
+    sequence: str
+    object_id: int
+    j: list[float]
+    f: list[float]
+
+
+def score_sequence(name: str, gts: list[np.ndarray], preds: list[np.ndarray], object_ids: list[int]) -> list[ObjectScores]:
+    """J and F of every object on every frame except the first (given) and last, as the toolkit does.
+
+    ``gts`` and ``preds`` are label maps (H, W) with 0 as background and 255 as void (ignored in
+    both measures, as in the toolkit). A sequence of two frames or fewer has no scored frames, so
+    all its frames but the first are scored instead.
+    """
+    frames = range(1, len(gts) - 1) if len(gts) > 2 else range(1, len(gts))
+    scores = [ObjectScores(name, obj, [], []) for obj in object_ids]
+    for t in frames:
+        valid = gts[t] != VOID
+        for s in scores:
+            gt, pred = (gts[t] == s.object_id) & valid, (preds[t] == s.object_id) & valid
+            s.j.append(region_similarity(gt, pred))
+            s.f.append(boundary_measure(gt, pred))
+    return scores
+
+
+def summarize(scores: list[ObjectScores]) -> dict[str, float]:
+    """Dataset means as the DAVIS-2017 leaderboard reports them: per-object frame means, averaged over objects."""
+    j_mean = float(np.mean([np.mean(s.j) for s in scores]))
+    f_mean = float(np.mean([np.mean(s.f) for s in scores]))
+    return {"J_mean": j_mean, "F_mean": f_mean, "JF_mean": (j_mean + f_mean) / 2}

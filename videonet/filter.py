@@ -1,0 +1,124 @@
+"""Classify a clip's first N frames and give the keep verdicts: the fast path and the naive one.
+
+Fast path (:func:`scan_clips`): several clips at once; each round decodes the next chunk of every
+undecided clip in a thread pool (PyAV releases the GIL) while the previous round is classified,
+concatenates the chunks into one batch, and drops a clip as soon as every class it was queried
+for has been top-1 on some frame (early exit). Rejected clips are scanned to N frames, so the
+keep decision is exactly the rule's. Naive path (:func:`naive_scan`): one clip, full-size decode,
+one frame per forward pass, fp32, all N frames; the reference for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from videonet.classifier import Classifier
+from videonet.frames import DecodeError, iter_frames, naive_frames
+
+FRAMES = 100
+CHUNK = 25
+
+
+@dataclass
+class Scan:
+    """What was learned about one clip: per-frame top-1 labels/scores, or the decode error."""
+
+    top1: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    error: str | None = None
+    decoded: int = 0  # frames decoded (>= classified: a speculative chunk may be dropped on early exit)
+    exhausted: bool = False  # the clip ran out of frames before N
+
+    @property
+    def frames_classified(self) -> int:
+        return len(self.top1)
+
+
+@dataclass
+class _Clip:
+    wanted: set[int]
+    frames: Iterator[np.ndarray]
+    scan: Scan = field(default_factory=Scan)
+    done: bool = False
+
+
+def _take(clip: _Clip, n: int) -> np.ndarray | str:
+    """Next ``n`` frames of a clip as an array (maybe fewer at the end), or the decode error text."""
+    try:
+        chunk = list(islice(clip.frames, n))
+    except DecodeError as exc:
+        return str(exc)
+    clip.scan.decoded += len(chunk)
+    return np.stack(chunk) if chunk else np.empty((0, 224, 224, 3), np.uint8)
+
+
+def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], frames: int = FRAMES,
+               chunk: int = CHUNK, pool: ThreadPoolExecutor | None = None,
+               decode_timeout_s: float | None = None, early_exit: bool = True) -> list[Scan]:
+    """Scan ``(local_path, wanted_class_indices)`` clips together; see the module docstring."""
+    own_pool = pool is None
+    pool = pool or ThreadPoolExecutor(max_workers=max(1, min(4, len(clips))))
+    state = [_Clip(set(wanted), iter_frames(path, frames, decode_timeout_s)) for path, wanted in clips]
+    pending: dict[int, Future] = {}
+    abandoned: list[Future] = []  # speculative decodes of clips that exited early
+    try:
+        pending = {i: pool.submit(_take, c, chunk) for i, c in enumerate(state)}
+        while pending:
+            ready = {i: f.result() for i, f in pending.items()}
+            pending = {}
+            arrays = []
+            for i, got in ready.items():
+                if isinstance(got, str):
+                    state[i].scan.error, state[i].done = got, True
+                elif len(got) == 0:
+                    state[i].done = state[i].scan.exhausted = len(state[i].scan.top1) < frames
+                else:
+                    arrays.append((i, got))
+            # Decode the following chunk while this one is classified (speculative for early exits).
+            for i, got in arrays:
+                if len(state[i].scan.top1) + len(got) >= frames:
+                    continue
+                if len(got) < chunk:
+                    state[i].scan.exhausted = True
+                else:
+                    pending[i] = pool.submit(_take, state[i], chunk)
+            if not arrays:
+                continue
+            labels, scores = classifier.top1(np.concatenate([a for _, a in arrays]))
+            offset = 0
+            for i, got in arrays:
+                clip = state[i]
+                clip.scan.top1 += labels[offset:offset + len(got)].tolist()
+                clip.scan.scores += scores[offset:offset + len(got)].tolist()
+                offset += len(got)
+                if early_exit and clip.wanted <= set(clip.scan.top1):
+                    clip.done = True
+                    if i in pending:
+                        abandoned.append(pending.pop(i))
+    finally:
+        for future in [*pending.values(), *abandoned]:  # a generator must not be closed mid-decode
+            future.cancel() or future.exception()
+        if own_pool:
+            pool.shutdown(wait=True)
+        for clip in state:
+            clip.frames.close()  # type: ignore[attr-defined]  # closes the PyAV container
+    return [c.scan for c in state]
+
+
+def naive_scan(classifier: Classifier, path: str, frames: int = FRAMES) -> Scan:
+    """The reference: full-size decode, torchvision resize, one frame per forward, no early exit."""
+    try:
+        decoded = naive_frames(path, frames)
+    except DecodeError as exc:
+        return Scan(error=str(exc))
+    scan = Scan(decoded=len(decoded), exhausted=len(decoded) < frames)
+    for frame in decoded:
+        label, score = classifier.top1(frame[None])
+        scan.top1.append(int(label[0]))
+        scan.scores.append(float(score[0]))
+    return scan

@@ -1,0 +1,122 @@
+"""Decode the first N frames of a clip with PyAV, already at classifier resolution.
+
+The fast path scales inside the decoder's swscale step (``to_ndarray(width=, height=)``), uses
+frame threading, and stops demuxing once N frames are out; :func:`naive_frames` is the reference
+(full-resolution RGB, resized afterwards with torchvision) that the benchmarks compare against.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+RESIZE = 256  # short side before the centre crop, as in torchvision's ImageNet eval transforms
+CROP = 224
+MAX_PIXELS = 4096 * 2160  # larger streams are refused rather than decoded (bounded memory/time)
+
+
+class DecodeError(Exception):
+    """The clip cannot be decoded; the message is the audit reason."""
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What a probe learns about a clip without decoding it."""
+
+    duration: float | None
+    fps: float | None
+    width: int
+    height: int
+
+
+def _open(path: str):
+    import av
+
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except FileNotFoundError:
+        raise DecodeError(f"file not found: {path}") from None
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise DecodeError(f"cannot open container: {exc}") from None
+    if not container.streams.video:
+        container.close()
+        raise DecodeError("no video stream (audio-only or not a video)")
+    return container
+
+
+def probe(path: str) -> ClipInfo:
+    """Duration (s), frame rate and size from the container headers."""
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / 1_000_000
+        rate = stream.average_rate or stream.guessed_rate
+        return ClipInfo(duration, float(rate) if rate else None, stream.codec_context.width,
+                        stream.codec_context.height)
+
+
+def scaled_size(width: int, height: int, short_side: int = RESIZE) -> tuple[int, int]:
+    """(w, h) with the short side at ``short_side`` and the aspect ratio kept."""
+    if width <= height:
+        return short_side, max(short_side, round(height * short_side / width))
+    return max(short_side, round(width * short_side / height)), short_side
+
+
+def center_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
+    h, w = image.shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
+    return image[top:top + size, left:left + size]
+
+
+def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: bool = True) -> Iterator[np.ndarray]:
+    """Yield up to ``limit`` frames as 224x224x3 uint8, scaled by the decoder, then stop demuxing."""
+    import av
+
+    started = time.monotonic()
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width * height > MAX_PIXELS:
+            raise DecodeError(f"resolution {width}x{height} above the {MAX_PIXELS} pixel limit")
+        if threads:
+            stream.thread_type = "AUTO"
+        produced = 0
+        try:
+            for frame in container.decode(stream):
+                w, h = scaled_size(frame.width, frame.height)
+                yield center_crop(frame.to_ndarray(width=w, height=h, format="rgb24"))
+                produced += 1
+                if produced >= limit:
+                    return
+                if timeout_s is not None and time.monotonic() - started > timeout_s:
+                    raise DecodeError(f"decoding took longer than {timeout_s:g} s")
+        except av.FFmpegError as exc:
+            if produced == 0:
+                raise DecodeError(f"corrupt video stream: {exc}") from None
+            return  # truncated file: the frames decoded so far are real frames of the clip
+        if produced == 0:
+            raise DecodeError("no decodable video frames")
+
+
+def naive_frames(path: str, limit: int) -> np.ndarray:
+    """Reference decode: full-size RGB frames, then torchvision resize + centre crop, one by one."""
+    import torch
+    from torchvision.transforms import v2
+
+    transform = v2.Compose([v2.Resize(RESIZE, antialias=True), v2.CenterCrop(CROP)])
+    out = []
+    with _open(path) as container:
+        for frame in container.decode(video=0):
+            tensor = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+            out.append(transform(tensor).permute(1, 2, 0).numpy())
+            if len(out) >= limit:
+                break
+    if not out:
+        raise DecodeError("no decodable video frames")
+    return np.stack(out)

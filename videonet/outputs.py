@@ -1,0 +1,134 @@
+"""The run directory: atomic shard commits, recovery after a kill, and reading the tables back.
+
+Layout under ``--out`` (any Beam filesystem: local, gs://, s3://)::
+
+    shards/<part>.tar          WebDataset: <key>.mp4 + <key>.json per kept clip
+    metadata/<part>.parquet    one row per kept clip (the commit marker of <part>)
+    audit/<part>.parquet       the 'kept' audit rows of <part>
+    audit/drops-<run>-*.parquet  every dropped candidate with its status and reason
+    report/                    retention tables, summary and report.html
+    _work/                     scan cache and staged downloads (safe to delete after a run)
+
+A part is committed by writing the tar, then its kept audit rows, then its metadata, each to a
+temporary name renamed into place; a part without metadata is an interrupted commit and is
+removed by :func:`recover`, so a kill never leaves a half-visible or duplicated clip.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import tarfile
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from videonet.records import AUDIT_SCHEMA, KEPT, METADATA_SCHEMA, audit_row, candidate_key
+
+SHARDS, METADATA, AUDIT, REPORT, WORK = "shards", "metadata", "audit", "report", "_work"
+
+
+def join(*parts: str) -> str:
+    return FileSystems.join(*parts) if "://" in parts[0] else posixpath.join(*parts)
+
+
+def _list(directory: str, pattern: str) -> list[str]:
+    match = FileSystems.match([join(directory, pattern)])[0]
+    return sorted(m.path for m in match.metadata_list)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write to ``path.tmp`` then rename, so readers see the whole file or nothing."""
+    tmp = path + ".tmp"
+    with FileSystems.create(tmp) as fh:
+        fh.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
+def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer)
+    return buffer.getvalue()
+
+
+def tar_bytes(samples: Iterable[tuple[str, bytes, dict]]) -> bytes:
+    """A WebDataset shard: ``<key>.mp4`` and ``<key>.json`` per sample, in key order."""
+    import webdataset as wds
+
+    buffer = io.BytesIO()
+    with wds.TarWriter(buffer) as sink:
+        for key, video, meta in sorted(samples, key=lambda s: s[0]):
+            sink.write({"__key__": key, "mp4": video, "json": json.dumps(meta, sort_keys=True).encode()})
+    return buffer.getvalue()
+
+
+def commit_part(out: str, part: str, samples: list[tuple[str, bytes, dict]]) -> None:
+    """Commit one shard part: tar, kept audit rows, then metadata (the marker) last."""
+    rows = [meta for _, _, meta in samples]
+    write_atomic(join(out, SHARDS, f"{part}.tar"), tar_bytes(samples))
+    kept_audit = [audit_row(r, KEPT, f"class top-1 on {r['matched_frames']} of {r['frames_classified']} "
+                               f"classified frames (first at frame {r['first_match']})",
+                            r["frames_classified"]) for r in rows]
+    write_atomic(join(out, AUDIT, f"{part}.parquet"), parquet_bytes(kept_audit, AUDIT_SCHEMA))
+    write_atomic(join(out, METADATA, f"{part}.parquet"), parquet_bytes(rows, METADATA_SCHEMA))
+
+
+def recover(out: str) -> list[str]:
+    """Remove what an interrupted run left half-done: temp files and parts without metadata."""
+    removed = []
+    for directory in (SHARDS, AUDIT, METADATA):
+        removed += _list(join(out, directory), "*.tmp")
+    committed = {posixpath.basename(p)[: -len(".parquet")] for p in _list(join(out, METADATA), "*.parquet")}
+    for tar in _list(join(out, SHARDS), "*.tar"):
+        part = posixpath.basename(tar)[: -len(".tar")]
+        if part not in committed:
+            removed.append(tar)
+            audit = join(out, AUDIT, f"{part}.parquet")
+            if FileSystems.exists(audit):
+                removed.append(audit)
+    if removed:
+        FileSystems.delete(removed)
+    return removed
+
+
+def read_table(out: str, directory: str, schema: pa.Schema):
+    """All committed Parquet parts of ``out/directory`` as one pandas DataFrame."""
+    tables = []
+    for path in _list(join(out, directory), "*.parquet"):
+        with FileSystems.open(path) as fh:
+            tables.append(pq.read_table(io.BytesIO(fh.read())).cast(schema))
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    return table.to_pandas()
+
+
+def read_audit(out: str):
+    return read_table(out, AUDIT, AUDIT_SCHEMA)
+
+
+def read_metadata(out: str):
+    return read_table(out, METADATA, METADATA_SCHEMA)
+
+
+def done_candidates(out: str) -> set[str]:
+    """Candidates a previous run already decided (for resume): every audited (class, video)."""
+    audit = read_audit(out)
+    return {candidate_key(row) for row in audit[["wnid", "id"]].to_dict("records")}
+
+
+def shard_paths(out: str) -> list[str]:
+    return _list(join(out, SHARDS), "*.tar")
+
+
+def read_shard(path: str) -> dict[str, dict]:
+    """Map key -> {extension: bytes} for one shard (used by checks and tests)."""
+    samples: dict[str, dict] = {}
+    with FileSystems.open(path) as fh, tarfile.open(fileobj=io.BytesIO(fh.read())) as tar:
+        for member in tar.getmembers():
+            key, ext = member.name.split(".", 1)
+            samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    return samples

@@ -1,0 +1,82 @@
+"""The row types that flow out of the pipeline: audit rows (every candidate) and kept clips.
+
+Rows are plain dicts (cheap to pickle between Beam workers); these schemas make the Parquet
+files typed and stable, and :func:`audit_row` / :func:`kept_row` are the only places they are made.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+KEPT = "kept"
+TITLE_MISMATCH = "title_mismatch"
+DUPLICATE = "duplicate"
+OVER_CAP = "over_cap"
+TOO_SHORT = "too_short"
+DOWNLOAD_ERROR = "download_error"
+DECODE_ERROR = "decode_error"
+REJECTED = "rejected_by_classifier"
+INVALID_ROW = "invalid_catalog_row"
+SEARCH_ERROR = "search_error"
+STATUSES = (KEPT, TITLE_MISMATCH, DUPLICATE, OVER_CAP, TOO_SHORT, DOWNLOAD_ERROR, DECODE_ERROR, REJECTED,
+            INVALID_ROW, SEARCH_ERROR)
+
+_CANDIDATE_FIELDS = [
+    ("run_id", pa.string()),
+    ("source", pa.string()),
+    ("wnid", pa.string()),
+    ("class_index", pa.int64()),
+    ("name", pa.string()),
+    ("term", pa.string()),
+    ("id", pa.string()),
+    ("title", pa.string()),
+    ("url", pa.string()),
+    ("path", pa.string()),
+    ("uploader", pa.string()),
+    ("duration", pa.float64()),
+]
+AUDIT_SCHEMA = pa.schema(_CANDIDATE_FIELDS + [
+    ("status", pa.string()),
+    ("reason", pa.string()),
+    ("frames_classified", pa.int64()),
+])
+METADATA_SCHEMA = pa.schema(_CANDIDATE_FIELDS + [
+    ("fps", pa.float64()),
+    ("frames_decoded", pa.int64()),
+    ("frames_classified", pa.int64()),
+    ("matched_frames", pa.int64()),
+    ("first_match", pa.int64()),
+    ("top1_score", pa.float64()),
+    ("shard", pa.string()),
+    ("key", pa.string()),
+])
+
+
+def candidate_key(row: dict) -> str:
+    """A candidate is one (class, video) pair; this is its identity across runs."""
+    return f"{row.get('wnid') or ''}/{row['id']}"
+
+
+def _fields(row: dict, names) -> dict:
+    return {name: row.get(name) for name in names}
+
+
+def audit_row(candidate: dict, status: str, reason: str, frames_classified: int | None = None) -> dict:
+    """One audit row; every status carries a human-readable reason."""
+    assert status in STATUSES and reason, (status, reason)
+    return {**_fields(candidate, AUDIT_SCHEMA.names), "status": status, "reason": reason,
+            "frames_classified": frames_classified}
+
+
+def clip_key(candidate: dict) -> str:
+    """WebDataset key: wnid + a hash of the video identity (no dots, safe for any id or url)."""
+    import hashlib
+
+    digest = hashlib.sha1(str(candidate["id"]).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{candidate['wnid']}_{digest}"
+
+
+def kept_row(candidate: dict, **facts) -> dict:
+    row = {**_fields(candidate, METADATA_SCHEMA.names), **facts}
+    row["key"] = clip_key(candidate)
+    return row

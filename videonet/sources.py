@@ -1,0 +1,225 @@
+"""Title-query sources behind one interface: YouTube (yt-dlp search), a local catalog, the demo.
+
+A source answers ``search(term, limit)`` with raw hits (dicts with ``id``, ``title`` and ``url``
+or ``path``, optionally ``duration`` and ``uploader``), like a search engine would: the strict
+whole-word title rule is applied afterwards by :func:`videonet.rules.title_match`, so a hit the
+engine returned loosely is audited as ``title_mismatch`` rather than silently vanishing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Protocol
+
+from videonet.errors import UserError
+from videonet.rules import normalize_words
+
+YOUTUBE_SEARCH = "ytsearch{n}:{term}"
+_STOP_WORDS = frozenset("a an and of the in on for with to de la le s".split())
+
+
+class Source(Protocol):
+    """What the pipeline needs from a place to search titles in."""
+
+    name: str
+
+    def search(self, term: str, limit: int) -> list[dict]: ...
+
+    def invalid_rows(self) -> list[dict]: ...
+
+
+def stable_id(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+@dataclass
+class YoutubeSource:
+    """yt-dlp search (flat extraction: titles and durations, no download at this stage).
+
+    ``template`` is any yt-dlp URL with ``{n}`` and ``{term}``: ``ytsearch{n}:{term}`` by default,
+    ``ytsearchdate{n}:{term}`` for recency, or a feed URL that yt-dlp's extractors understand.
+    """
+
+    template: str = YOUTUBE_SEARCH
+    socket_timeout: float = 30.0
+    name: str = "youtube"
+
+    def search(self, term: str, limit: int) -> list[dict]:
+        from urllib.parse import quote_plus
+
+        import yt_dlp
+
+        query = self.template.format(n=limit, term=term if self.template.startswith("ytsearch") else quote_plus(term))
+        options = {"extract_flat": "in_playlist", "skip_download": True, "quiet": True, "no_warnings": True,
+                   "socket_timeout": self.socket_timeout, "playlistend": limit}
+        with yt_dlp.YoutubeDL(options) as ydl:
+            info = ydl.extract_info(query, download=False) or {}
+        hits = []
+        for entry in (info.get("entries") or [])[:limit]:
+            url = entry.get("webpage_url") or entry.get("url")
+            if not url or not entry.get("title"):
+                continue
+            hits.append({
+                "id": str(entry.get("id") or stable_id(url)),
+                "title": str(entry["title"]),
+                "url": url,
+                "path": None,
+                "duration": float(entry["duration"]) if entry.get("duration") is not None else None,
+                "uploader": entry.get("uploader") or entry.get("channel"),
+            })
+        return hits
+
+    def invalid_rows(self) -> list[dict]:
+        return []
+
+
+def _read_jsonl(path: Path) -> tuple[list[dict], list[dict]]:
+    rows, invalid = [], []
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+                if not isinstance(row, dict):
+                    raise ValueError("not a JSON object")
+            except UnicodeDecodeError:
+                invalid.append({"row": line_no, "reason": "row is not valid UTF-8"})
+                continue
+            except ValueError as exc:
+                invalid.append({"row": line_no, "reason": f"malformed JSON: {exc}"})
+                continue
+            rows.append({**row, "_row": line_no})
+    return rows, invalid
+
+
+def _read_table(path: Path) -> tuple[list[dict], list[dict]]:
+    import pandas as pd
+
+    suffix = "".join(path.suffixes[-2:]).lower()
+    try:
+        if suffix.endswith(".parquet"):
+            frame = pd.read_parquet(path)
+        elif suffix.endswith((".csv", ".tsv")):
+            frame = pd.read_csv(path, sep="\t" if suffix.endswith(".tsv") else ",", dtype=str,
+                                encoding="utf-8", encoding_errors="surrogateescape", keep_default_na=False)
+        elif suffix.endswith((".jsonl", ".json")):
+            return _read_jsonl(path)
+        else:
+            raise UserError(f"catalog {path}: unknown format (use .parquet, .csv, .tsv or .jsonl)")
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"catalog {path} cannot be read: {str(exc).splitlines()[0]}") from None
+    frame = frame.astype(object).where(frame.notna(), None)
+    start = 2 if suffix.endswith((".csv", ".tsv")) else 0  # csv rows counted as file lines
+    return [{**row, "_row": i + start} for i, row in enumerate(frame.to_dict("records"))], []
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
+def validate_row(row: dict, base: Path, root: Path | None) -> tuple[dict | None, str | None]:
+    """Turn one catalog row into a hit, or give the reason it is unusable."""
+    title = row.get("title")
+    if title is None or not str(title).strip():
+        return None, "missing title"
+    title = str(title)
+    if _has_surrogates(title):
+        return None, "title is not valid UTF-8"
+    url, path = row.get("url") or None, row.get("path") or None
+    if not url and not path:
+        return None, "neither url nor path given"
+    if url and not re.match(r"^https?://", str(url), re.IGNORECASE):
+        return None, f"url scheme not allowed (http/https only): {str(url)[:80]}"
+    if path:
+        resolved = (base / str(path)).resolve() if not Path(str(path)).is_absolute() else Path(str(path)).resolve()
+        if root is not None and not resolved.is_relative_to(root):
+            return None, f"path escapes --catalog-root: {path}"
+        path = str(resolved)
+    duration = row.get("duration")
+    if duration is not None and str(duration).strip() != "":
+        try:
+            duration = float(duration)
+        except (TypeError, ValueError):
+            return None, f"duration is not a number: {duration!r}"
+        if math.isnan(duration):
+            duration = None
+        elif duration < 0:
+            return None, f"negative duration: {duration}"
+    else:
+        duration = None
+    ident = row.get("id")
+    ident = str(ident) if ident is not None and str(ident).strip() else stable_id(str(url or path))
+    return {"id": ident, "title": title, "url": url, "path": path, "duration": duration,
+            "uploader": row.get("uploader")}, None
+
+
+@dataclass
+class CatalogSource:
+    """A local table of titles (parquet, csv, tsv or jsonl) searched like a keyword engine.
+
+    ``search`` returns rows sharing a content word with the term (an inverted index over title
+    words); rows that cannot be used are reported once by :meth:`invalid_rows` with the reason.
+    """
+
+    path: str
+    root: str | None = None
+    name: str = "catalog"
+    _hits: list[dict] = field(default_factory=list, init=False, repr=False)
+    _invalid: list[dict] = field(default_factory=list, init=False, repr=False)
+    _index: dict[str, list[int]] | None = field(default=None, init=False, repr=False)
+
+    def _load(self) -> None:
+        if self._index is not None:
+            return
+        path = Path(self.path)
+        if not path.is_file():
+            raise UserError(f"catalog not found: {path}")
+        rows, self._invalid = _read_table(path)
+        root = Path(self.root).resolve() if self.root else None
+        index: dict[str, list[int]] = defaultdict(list)
+        for row in rows:
+            hit, reason = validate_row(row, path.parent, root)
+            if hit is None:
+                self._invalid.append({"row": row["_row"], "reason": reason, "title": row.get("title"),
+                                      "url": row.get("url"), "path": row.get("path")})
+                continue
+            for word in set(normalize_words(hit["title"]).split()):
+                index[word].append(len(self._hits))
+            self._hits.append(hit)
+        self._index = dict(index)
+
+    def search(self, term: str, limit: int) -> list[dict]:
+        self._load()
+        words = [w for w in normalize_words(term).split() if w not in _STOP_WORDS] or normalize_words(term).split()
+        found = sorted({i for w in words for i in self._index.get(w, ())})
+        return [dict(self._hits[i]) for i in found[:limit]]
+
+    def invalid_rows(self) -> list[dict]:
+        self._load()
+        return [dict(row, reason=f"catalog row {row['row']}: {row['reason']}") for row in self._invalid]
+
+
+def make_source(spec: str, catalog_root: str | None = None, search_template: str = YOUTUBE_SEARCH,
+                demo_dir: str | None = None) -> Source:
+    """``youtube`` | ``catalog:PATH`` | ``demo`` (a bundled catalog of real clips, built on first use)."""
+    if spec == "youtube":
+        return YoutubeSource(template=search_template)
+    if spec.startswith("catalog:"):
+        return CatalogSource(spec.split(":", 1)[1], root=catalog_root)
+    if spec == "demo":
+        from videonet.demo import build_demo_catalog
+
+        catalog = build_demo_catalog(Path(demo_dir) if demo_dir else None)
+        return CatalogSource(str(catalog), root=str(catalog.parent), name="demo")
+    raise UserError(f"--source {spec!r}: expected youtube, catalog:PATH or demo")
+
+
