@@ -205,10 +205,10 @@ def attention_cmd(
     from videonet.evaluation import attention_maps
 
     ckpt = Path(checkpoint)
-    path = attention or (ckpt / "attention.pt" if ckpt.is_dir() else ckpt.parent / "attention.pt")
+    path = attention or (ckpt if ckpt.is_dir() else ckpt.parent) / "attention.pt"
     pool = attention_maps.load_attention(path)
     loaded, label = _load(checkpoint, arch, seed, name)
-    if len(pool.dims) and pool.dims[-1] != loaded.feature_dim:
+    if pool.dims[-1] != loaded.feature_dim:
         raise UserError(f"{path} was trained on {pool.dims[-1]}-d features but the backbone has {loaded.feature_dim}")
     grid = attention_maps.draw_grid(loaded.model, pool, attention_maps.list_images(images), out, size, columns)
     typer.echo(f"wrote {grid}")
