@@ -170,9 +170,12 @@ class ClipStream(IterableDataset):
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         info = get_worker_info()
-        local, per_rank = (info.id, info.num_workers) if info else (0, 1)
+        loader_worker, per_rank = (info.id, info.num_workers) if info else (0, 1)
+        # The DataLoader polls its workers from 0 again after a restart, so when resuming at batch k
+        # its worker i continues the stream of the worker that would have produced batch k + i.
+        local = (loader_worker + self.start_batch) % per_rank
         worker, total = self.rank * per_rank + local, self.world * per_rank
-        # Batches before start_batch that this worker produced: local, local + W, ... < start_batch.
+        # The batches that stream produced before start_batch: local, local + W, ... < start_batch.
         skip = len(range(local, self.start_batch, per_rank)) * self.batch_size
         mixed = wds.filters.shuffle(self.shuffle_buffer, self.shuffle_buffer,
                                     rng=random.Random(f"mix-{self.seed}-{worker}"))(self._raw(worker, total))
