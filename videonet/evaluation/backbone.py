@@ -13,6 +13,8 @@ Accepted checkpoint specs (the same string everywhere in ``videonet eval``):
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -104,13 +106,16 @@ def _from_weights_enum(spec: str, arch: str | None) -> tuple[models.ResNet, str]
     if arch is not None and arch != builder:
         raise UserError(f"{spec} is a {builder}, not the requested --arch {arch}")
     try:
-        model = getattr(models, builder)(weights=weights)
+        with contextlib.redirect_stdout(io.StringIO()):  # torch hub prints "Downloading: ..." even when it fails
+            state = weights.get_state_dict(progress=False)
     except Exception as exc:  # URLError, SSL errors, HTTP errors: all mean "no download possible"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
             f"cannot download {spec} ({reason}); put {weights.url.rsplit('/', 1)[-1]} in "
             f"{torch.hub.get_dir()}/checkpoints or pass a state-dict file"
         ) from exc
+    model = getattr(models, builder)()
+    model.load_state_dict(state)
     return model, builder
 
 

@@ -47,15 +47,18 @@ def _save(eval_name: str, loaded, label: str, dataset: Path, metrics: dict, conf
     typer.echo(f"{eval_name} {label} on {dataset}: {shown}  -> {path}")
 
 
-def _frozen_features(loaded, data_dir: Path, crop_size: int, batch_size: int, workers: int, device: str):
+def _frozen_features(checkpoint: str, arch: Optional[str], seed: int, name: Optional[str], data_dir: Path,
+                     crop_size: int, batch_size: int, workers: int, device: str):
+    """The backbone and its train/val features, checking the dataset layout before loading any weights."""
     from videonet.evaluation.backbone import pick_device
     from videonet.evaluation.features import extract_features, image_folder_splits
 
     train_set, val_set = image_folder_splits(data_dir, crop_size)
+    loaded, label = _load(checkpoint, arch, seed, name)
     dev = pick_device(device)
     train = extract_features(loaded.model, train_set, dev, batch_size, workers, desc="train features")
     val = extract_features(loaded.model, val_set, dev, batch_size, workers, desc="val features")
-    return train, val
+    return loaded, label, train, val
 
 
 @app.command("knn")
@@ -76,8 +79,7 @@ def knn_cmd(
     """Weighted kNN top-1 on frozen global features (k=20, cosine, T=0.07)."""
     from videonet.evaluation.knn import knn_accuracy
 
-    loaded, label = _load(checkpoint, arch, seed, name)
-    train, val = _frozen_features(loaded, data_dir, crop_size, batch_size, workers, device)
+    loaded, label, train, val = _frozen_features(checkpoint, arch, seed, name, data_dir, crop_size, batch_size, workers, device)
     acc = knn_accuracy(train.features, train.labels, val.features, val.labels, len(train.classes), k, temperature)
     config = {"k": k, "temperature": temperature, "crop_size": crop_size, "train": len(train.labels), "val": len(val.labels)}
     _save("knn", loaded, label, data_dir, {"top1": acc}, config, results_dir)
@@ -107,8 +109,7 @@ def linear_cmd(
         lr_grid = tuple(float(x) for x in lrs.split(","))
     except ValueError as exc:
         raise UserError(f"--lrs must be comma-separated numbers, not {lrs!r}") from exc
-    loaded, label = _load(checkpoint, arch, seed, name)
-    train, val = _frozen_features(loaded, data_dir, crop_size, batch_size, workers, device)
+    loaded, label, train, val = _frozen_features(checkpoint, arch, seed, name, data_dir, crop_size, batch_size, workers, device)
     res = linear_probe(train.features, train.labels, val.features, val.labels, len(train.classes),
                        lr_grid, epochs, probe_batch_size, holdout, seed)
     config = {"lrs": list(lr_grid), "best_lr": res.best_lr, "sweep": res.sweep, "epochs": epochs, "crop_size": crop_size}
