@@ -74,6 +74,14 @@ class SearchTitles(beam.DoFn):
                 yield (cls.wnid, match_title(candidate, cls.terms))
 
 
+def acquire_classifier(shared: Shared, cfg: CurateConfig):
+    """The one classifier of this worker process (loaded once, shared by all DoFn instances)."""
+    from videonet.classifier import load_classifier
+
+    return shared.acquire(lambda: load_classifier(cfg.classifier, cfg.weights, cfg.device, cfg.precision),
+                          tag=f"{cfg.classifier}:{cfg.weights}:{cfg.device}:{cfg.precision}")
+
+
 class JudgeClips(beam.DoFn):
     """Fetch, decode and classify a batch of clips with one model shared per worker process."""
 
@@ -81,14 +89,9 @@ class JudgeClips(beam.DoFn):
         self.cfg, self.shared = cfg, shared
 
     def setup(self):
-        from videonet.classifier import load_classifier
-
-        cfg = self.cfg
-        self.classifier = self.shared.acquire(
-            lambda: load_classifier(cfg.classifier, cfg.weights, cfg.device, cfg.precision),
-            tag=f"{cfg.classifier}:{cfg.weights}:{cfg.device}:{cfg.precision}")
+        self.classifier = acquire_classifier(self.shared, self.cfg)
         self.bar = None
-        if cfg.progress:
+        if self.cfg.progress:
             from tqdm import tqdm
 
             self.bar = tqdm(desc="clips judged", unit="clip", leave=False)
@@ -129,11 +132,9 @@ def _writer_key(row: dict, writers: int) -> int:
     return zlib.crc32(row["key"].encode()) % writers
 
 
-def build(pipeline: beam.Pipeline, cfg: CurateConfig) -> None:
+def build(pipeline: beam.Pipeline, cfg: CurateConfig, shared: Shared) -> None:
     """Add the curation stages to ``pipeline``."""
     out = cfg.settings.out
-    shared = Shared()
-    terms = {c.wnid: c.terms for c in cfg.classes}
 
     searched = (
         pipeline
@@ -177,7 +178,8 @@ def build(pipeline: beam.Pipeline, cfg: CurateConfig) -> None:
     )
     (
         judged.kept
-        | "ByWriter" >> beam.Map(lambda r, n: (_writer_key(r, n), r), cfg.writers)
+        | "ByWriter" >> beam.Map(lambda r, n: (_writer_key(r, n), r), cfg.writers).with_output_types(
+            beam.typehints.KV[int, dict])
         | "ShardBatches" >> beam.GroupIntoBatches(cfg.shard_size)
         | "WriteShards" >> beam.ParDo(WriteShard(out, cfg.run_id))
     )
@@ -191,7 +193,7 @@ def build(pipeline: beam.Pipeline, cfg: CurateConfig) -> None:
     )
 
 
-def run(cfg: CurateConfig, options: PipelineOptions) -> None:
+def run(cfg: CurateConfig, options: PipelineOptions, shared: Shared | None = None) -> None:
     """Build and run the pipeline to completion."""
     with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, cfg)
+        build(pipeline, cfg, shared or Shared())

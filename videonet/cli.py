@@ -59,6 +59,63 @@ def synonyms_show(
         typer.echo(f"{c.index}\t{c.wnid}\t{c.name}\t{' | '.join(c.terms)}{shared}")
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def curate(
+    ctx: typer.Context,
+    out: str = typer.Option(..., "--out", help="Run directory (local path, gs://, s3://); rerunning it resumes."),
+    classes: str = typer.Option("imagenet1k", help="imagenet1k, a comma list of wnids/indices, or a .tsv table."),
+    source: str = typer.Option("youtube", help="youtube (yt-dlp search), catalog:PATH (parquet/csv/jsonl), or demo."),
+    per_class: int = typer.Option(5000, help="At most this many unique candidates per class."),
+    per_term: int = typer.Option(100, help="Search results asked for per query term."),
+    min_duration: float = typer.Option(10.0, help="Drop clips shorter than this many seconds."),
+    frames: int = typer.Option(100, help="Classify (at most) the first N frames of each clip."),
+    chunk: int = typer.Option(25, help="Frames per clip per classifier round (early exit between rounds)."),
+    classifier: str = typer.Option("resnet50", help="resnet50 (torchvision) or efficientnet-lite0 (offline weights)."),
+    weights: Optional[str] = typer.Option(None, help="Torchvision enum name (IMAGENET1K_V2) or a weights file/URL."),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
+    precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
+    clip_batch: int = typer.Option(8, help="Clips classified together in one batch."),
+    shard_size: int = typer.Option(100, help="Kept clips per WebDataset/Parquet shard."),
+    catalog_root: Optional[str] = typer.Option(None, help="Catalog paths must stay under this directory."),
+    search_template: str = typer.Option("ytsearch{n}:{term}", help="yt-dlp query for the youtube source."),
+    demo_dir: Optional[str] = typer.Option(None, help="Where the demo source writes its clips (default: cache)."),
+    max_download_mb: float = typer.Option(200.0, help="Abort downloads larger than this."),
+    download_timeout: float = typer.Option(300.0, help="Abort downloads taking longer (seconds)."),
+    decode_timeout: float = typer.Option(120.0, help="Give up decoding a clip after this many seconds."),
+    runner: str = typer.Option("DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, ..."),
+    progress: bool = typer.Option(True, help="Show tqdm progress on the local runner."),
+) -> None:
+    """Curate a VideoNet-style dataset: title search -> filters -> classifier -> shards + audit + report.
+
+    Beam pipeline options go after `--`, e.g. `-- --direct_num_workers=2 --direct_running_mode=multi_processing`.
+    """
+    from videonet.curate import CurateOptions, curate as run_curate
+    from videonet.report import format_summary
+
+    facts = run_curate(CurateOptions(
+        out=out, classes=classes, source=source, per_class=per_class, per_term=per_term,
+        min_duration=min_duration, frames=frames, chunk=chunk, classifier=classifier, weights=weights,
+        device=device, precision=precision, clip_batch=clip_batch, shard_size=shard_size,
+        catalog_root=catalog_root, search_template=search_template, demo_dir=demo_dir,
+        max_download_mb=max_download_mb, download_timeout_s=download_timeout, decode_timeout_s=decode_timeout,
+        runner=runner, beam_args=list(ctx.args), progress=progress))
+    typer.echo(format_summary(facts))
+    typer.echo(f"report: {out.rstrip('/')}/report/report.html")
+
+
+@app.command()
+def report(out: str = typer.Argument(..., help="A curation run directory.")) -> None:
+    """Print a run's summary and rebuild its report/ (tables, plot, report.html) from the audit."""
+    from videonet.outputs import METADATA, join
+    from videonet.report import build_report, format_summary
+
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.exists(join(out.rstrip("/"), METADATA)) and not FileSystems.exists(join(out.rstrip("/"), "audit")):
+        raise UserError(f"{out} is not a curation run directory (no audit/ or metadata/)")
+    typer.echo(format_summary(build_report(out.rstrip("/"))))
+
+
 def main() -> None:
     """Entry point: run the typer app, turning UserError into one line on stderr and exit 2."""
     try:

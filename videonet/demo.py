@@ -72,7 +72,7 @@ def _rows(clips: Path) -> list[dict]:
     bikes, rabbit = clips / "bikes.mp4", clips / "bigbuckbunny.mp4"
     short, broken = clips / "chelsea_cat_5s.mp4", clips / "broken_upload.mp4"
     return [
-        {"id": "demo-cat", "title": "Chelsea the tabby cat relaxing at home", "path": cat, "duration": 12.0},
+        {"id": "demo-cat", "title": "Chelsea the Egyptian cat relaxing at home", "path": cat, "duration": 12.0},
         {"id": "demo-cat-as-goldfish", "title": "My goldfish tank, day 3", "path": cat, "duration": 12.0},
         {"id": "demo-cat-videos", "title": "Funny cat videos compilation", "path": cat, "duration": 12.0},
         {"id": "demo-coffee", "title": "Morning espresso in my favourite cup", "path": coffee, "duration": 12.0},

@@ -22,6 +22,7 @@ from videonet.frames import DecodeError, probe
 from videonet.outputs import WORK, join, write_atomic
 from videonet.records import DECODE_ERROR, DOWNLOAD_ERROR, REJECTED, TOO_SHORT, audit_row, kept_row
 from videonet.rules import duration_verdict, keep_decision
+from videonet.vocab import class_name
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,9 @@ def _verdict_rows(candidates: list[dict], result: dict, staged: str | None, sett
                                  first_match=decision.first_match, top1_score=best,
                                  path=staged or c.get("path")))
         else:
-            rows.append(audit_row(c, REJECTED, f"class {c['class_index']} never top-1 in {classified} frames "
-                                               f"(most frequent top-1: {max(set(top1), key=top1.count)})",
+            usual = max(set(top1), key=top1.count)
+            rows.append(audit_row(c, REJECTED, f"{c['name']} ({c['class_index']}) never top-1 in {classified} "
+                                               f"frames; most frequent top-1: {class_name(usual)} ({usual})",
                                   classified))
     return rows
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -135,8 +136,19 @@ def default_table_path() -> Path:
     return Path(str(resources.files("videonet.synonyms").joinpath("imagenet1k.tsv")))
 
 
+@lru_cache(maxsize=1)
+def _imagenet1k() -> tuple[ImageNetClass, ...]:
+    return tuple(read_table(default_table_path()))
+
+
 def imagenet1k() -> list[ImageNetClass]:
-    return read_table(default_table_path())
+    """The committed 1000-class table, read once per process."""
+    return list(_imagenet1k())
+
+
+def class_name(index: int) -> str:
+    """Canonical name of an ImageNet-1k class index (for readable audit reasons)."""
+    return _imagenet1k()[index].name
 
 
 def parse_classes(spec: str) -> list[ImageNetClass]:

@@ -1,0 +1,121 @@
+"""Per-class retention report: how many candidates each class had, why they dropped, what stayed.
+
+Built from the audit and metadata tables alone, so it can be rebuilt at any time
+(``videonet report OUT``) and always agrees with what is on disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+
+import pandas as pd
+
+from videonet.outputs import REPORT, join, read_audit, read_metadata, write_atomic
+from videonet.records import DUPLICATE, KEPT, OVER_CAP, STATUSES, TITLE_MISMATCH
+
+RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP)
+PAPER_RETENTION_PCT = 24.0  # VITO/VideoNet kept about 24% of retrieved videos
+
+
+def retention_table(audit: pd.DataFrame) -> pd.DataFrame:
+    """One row per class: candidates, a count per status, retrieved (unique title matches), kept, %."""
+    per_class = audit[audit["wnid"].notna() & (audit["wnid"] != "")]
+    counts = (per_class.groupby(["class_index", "wnid", "name", "status"]).size()
+              .unstack("status", fill_value=0).reindex(columns=list(STATUSES), fill_value=0))
+    table = counts.reset_index()
+    table.columns.name = None
+    table.insert(3, "candidates", counts.sum(axis=1).to_numpy())
+    table["retrieved"] = table["candidates"] - table[list(RETRIEVED_EXCLUDES)].sum(axis=1)
+    table["retention_pct"] = (100.0 * table[KEPT] / table["retrieved"].where(table["retrieved"] > 0)).round(2)
+    return table.sort_values("class_index").reset_index(drop=True)
+
+
+def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame) -> dict:
+    by_status = audit["status"].value_counts().reindex(list(STATUSES), fill_value=0)
+    retrieved = int(table["retrieved"].sum()) if len(table) else 0
+    return {
+        "classes": int(len(table)),
+        "classes_with_kept_clips": int((table[KEPT] > 0).sum()) if len(table) else 0,
+        "candidates": int(len(audit)),
+        "retrieved": retrieved,
+        "kept": int(len(metadata)),
+        "retention_pct": round(100.0 * len(metadata) / retrieved, 2) if retrieved else None,
+        "paper_retention_pct": PAPER_RETENTION_PCT,
+        "by_status": {k: int(v) for k, v in by_status.items()},
+        "shards": int(metadata["shard"].nunique()) if len(metadata) else 0,
+        "hours_kept": round(float(metadata["duration"].fillna(0).sum()) / 3600, 3),
+    }
+
+
+def _plot_png(table: pd.DataFrame, limit: int = 60) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = table.sort_values("retrieved", ascending=False).head(limit).iloc[::-1]
+    drops = [s for s in STATUSES if s != KEPT and s in shown and shown[s].sum() > 0]
+    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.28 * len(shown) + 1.2)))
+    left = pd.Series(0, index=shown.index)
+    for status in [KEPT, *drops]:
+        ax.barh(shown["name"], shown[status], left=left, label=status.replace("_", " "))
+        left = left + shown[status]
+    for y, (_, row) in enumerate(shown.iterrows()):
+        if pd.notna(row["retention_pct"]):
+            ax.text(left.iloc[y], y, f"  {row['retention_pct']:.0f}%", va="center", fontsize=8)
+    ax.set_xlabel("candidates (label: kept / retrieved)")
+    ax.set_title(f"Per-class retention ({len(shown)} of {len(table)} classes with the most retrieved)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _html(table: pd.DataFrame, facts: dict, png: bytes) -> str:
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in facts.items() if k != "by_status")
+    statuses = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in facts["by_status"].items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>videonet retention report</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
+padding:2px 8px;text-align:left}}</style></head><body>
+<h1>videonet retention report</h1>
+<p>Kept {facts['kept']} of {facts['retrieved']} retrieved videos ({facts['retention_pct']}%); the paper kept about
+{PAPER_RETENTION_PCT:g}%.</p>
+<h2>Summary</h2><table>{rows}</table>
+<h2>Candidates by status</h2><table>{statuses}</table>
+<h2>Per-class retention</h2><img alt="per-class retention" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+<h2>Per-class table</h2>{table.to_html(index=False, na_rep="")}
+</body></html>"""
+
+
+def build_report(out: str) -> dict:
+    """(Re)write ``report/`` from the tables on disk and return the summary."""
+    audit, metadata = read_audit(out), read_metadata(out)
+    table = retention_table(audit)
+    facts = summary(audit, metadata, table)
+    parquet = io.BytesIO()
+    table.to_parquet(parquet, index=False)
+    write_atomic(join(out, REPORT, "retention.parquet"), parquet.getvalue())
+    write_atomic(join(out, REPORT, "retention.csv"), table.to_csv(index=False).encode())
+    write_atomic(join(out, REPORT, "summary.json"), json.dumps(facts, indent=2).encode())
+    png = _plot_png(table)
+    write_atomic(join(out, REPORT, "retention.png"), png)
+    write_atomic(join(out, REPORT, "report.html"), _html(table, facts, png).encode())
+    return facts
+
+
+def format_summary(facts: dict) -> str:
+    """The one-screen summary printed at the end of a run and by ``videonet report``."""
+    lines = [
+        f"classes: {facts['classes']} with candidates, {facts['classes_with_kept_clips']} with kept clips",
+        f"candidates: {facts['candidates']}   retrieved (unique title matches): {facts['retrieved']}",
+        f"kept: {facts['kept']} clips in {facts['shards']} shards ({facts['hours_kept']} h), "
+        f"retention {facts['retention_pct']}% (paper: ~{PAPER_RETENTION_PCT:g}%)",
+        "dropped: " + ", ".join(f"{k} {v}" for k, v in facts["by_status"].items() if k != KEPT and v),
+    ]
+    return "\n".join(lines)
