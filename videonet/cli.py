@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 synonyms_app = typer.Typer(help="The ImageNet-1k vocabulary: class names and WordNet synonyms.", no_args_is_help=True)
 app.add_typer(synonyms_app, name="synonyms")
+from videonet.vito.cli import register as register_train
+register_train(app)
 from videonet.evaluation.cli import app as eval_app
 app.add_typer(eval_app, name="eval")
 

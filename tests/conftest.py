@@ -1,0 +1,46 @@
+"""Shared fixtures: the real demo clips, the offline real classifier, one finished demo run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# Small enough for a 2-core CI machine, large enough that every demo clip gets its real verdict.
+TEST_FRAMES = 20
+TEST_CHUNK = 10
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory) -> Path:
+    from videonet.demo import build_demo_catalog
+
+    directory = tmp_path_factory.mktemp("demo")
+    build_demo_catalog(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    from videonet.classifier import load_classifier
+
+    return load_classifier("efficientnet-lite0", device="cpu")
+
+
+def curate_options(out: Path, demo_dir: Path, **overrides):
+    from videonet.curate import CurateOptions
+
+    settings = dict(out=str(out), source="demo", demo_dir=str(demo_dir), classifier="efficientnet-lite0",
+                    device="cpu", frames=TEST_FRAMES, chunk=TEST_CHUNK, progress=False, shard_size=2)
+    settings.update(overrides)
+    return CurateOptions(**settings)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, demo_dir):
+    """One complete demo curation (DirectRunner), shared by the end-to-end tests."""
+    from videonet.curate import curate
+
+    out = tmp_path_factory.mktemp("run") / "demo"
+    facts = curate(curate_options(out, demo_dir))
+    return out, facts

@@ -1,0 +1,63 @@
+"""The pure curation rules, edge cases included, without Beam."""
+
+from videonet.candidates import dedup_class, match_title
+from videonet.rules import Ranked, dedup_and_cap, duration_verdict, keep_decision, normalize_words, title_match
+
+
+def test_title_match_is_whole_word_and_case_insensitive():
+    assert title_match("My CAT sleeps", ["cat"]) == "cat"
+    assert title_match("Category theory lecture", ["cat"]) is None
+    assert title_match("concatenate strings", ["cat"]) is None
+    assert title_match("Tabby-cat!!! compilation", ["tabby cat"]) == "tabby cat"
+    assert title_match("tabby   cat", ["tabby cat"]) == "tabby cat"
+
+
+def test_title_match_tolerates_punctuation_and_accents():
+    assert title_match("Jack-o'-lantern carving 2024", ["jack-o'-lantern"]) == "jack-o'-lantern"
+    assert title_match("Crème brûlée recipe", ["creme brulee"]) == "creme brulee"
+    assert title_match("great_white_shark attack", ["great white shark"]) == "great white shark"
+    assert normalize_words("  Tabby,Cat  ") == "tabby cat"
+
+
+def test_title_match_returns_first_matching_term_in_order():
+    assert title_match("a tabby cat", ["tabby cat", "tabby"]) == "tabby cat"
+    assert title_match("a tabby", ["tabby cat", "tabby"]) == "tabby"
+    assert title_match("anything", []) is None
+    assert title_match("", ["cat"]) is None
+
+
+def test_duration_verdict_keeps_exactly_ten_seconds():
+    assert duration_verdict(10.0) is True
+    assert duration_verdict(9.99) is False
+    assert duration_verdict(600) is True
+    assert duration_verdict(None) is None
+    assert duration_verdict(float("nan")) is None
+    assert duration_verdict(4.0, min_duration=3.0) is True
+
+
+def test_keep_decision_needs_one_top1_frame():
+    assert keep_decision([5, 7, 281, 281], 281).kept
+    decision = keep_decision([5, 7, 281, 3, 281], 281)
+    assert (decision.matched_frames, decision.first_match) == (2, 2)
+    rejected = keep_decision([5, 7, 3], 281)
+    assert not rejected.kept and rejected.first_match == -1 and rejected.matched_frames == 0
+    assert not keep_decision([], 281).kept
+
+
+def test_dedup_and_cap_is_deterministic_and_ordered_by_rank():
+    items = [Ranked("b", 0, 1, "b0"), Ranked("a", 0, 0, "a0"), Ranked("a", 1, 0, "a1"), Ranked("c", 1, 1, "c1")]
+    kept, duplicates, over_cap = dedup_and_cap(items, cap=2)
+    assert kept == ["a0", "b0"] and duplicates == ["a1"] and over_cap == ["c1"]
+    assert dedup_and_cap(list(reversed(items)), cap=2) == (kept, duplicates, over_cap)
+    assert dedup_and_cap([], cap=5) == ([], [], [])
+
+
+def test_stage_rows_carry_status_and_reason():
+    candidate = {"id": "v1", "title": "Funny cat videos", "wnid": "n02123045", "class_index": 281,
+                 "name": "tabby", "term": "tabby", "term_order": 0, "rank": 0}
+    row = match_title(candidate, ["tabby", "tabby cat"])
+    assert row["status"] == "title_mismatch" and "tabby" in row["reason"]
+    ok = match_title({**candidate, "title": "My tabby cat"}, ["tabby cat", "tabby"])
+    assert "status" not in ok and ok["term"] == "tabby cat"
+    rows = dedup_class([ok, {**ok, "term_order": 1}, {**ok, "id": "v2", "rank": 3}], cap=1)
+    assert [r.get("status") for r in rows] == [None, "duplicate", "over_cap"]

@@ -1,0 +1,5 @@
+"""``python -m videonet`` is the ``videonet`` command."""
+
+from videonet.cli import main
+
+main()
