@@ -183,8 +183,8 @@ def ucf101_cmd(
     loaded, label = _load(checkpoint, arch, seed, name)
     clip = ucf101.ClipConfig(fps=fps, seconds=seconds, resize=resize, crop=crop_size, test_clips=test_clips)
     train = ucf101.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, workers=workers, seed=seed)
-    metrics = ucf101.evaluate(ucf_dir, loaded.model, pooling, pick_device(device), split, clip, train)
-    config = {"split": split, "pooling": pooling, **clip.__dict__, **train.__dict__}
+    metrics, n_test = ucf101.evaluate(ucf_dir, loaded.model, pooling, pick_device(device), split, clip, train)
+    config = {"split": split, "pooling": pooling, "test_videos": n_test, **clip.__dict__, **train.__dict__}
     _save(f"ucf101-{pooling}", loaded, label, ucf_dir, metrics, config, results_dir)
 
 

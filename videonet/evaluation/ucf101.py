@@ -234,11 +234,11 @@ def evaluate(
     split: int = 1,
     clip: ClipConfig = ClipConfig(),
     train: TrainConfig = TrainConfig(),
-) -> dict[str, float]:
-    """Finetune on trainlist0<split> and report top-1 on testlist0<split>."""
+) -> tuple[dict[str, float], int]:
+    """Finetune on trainlist0<split>; return top-1 on testlist0<split> and the number of test videos."""
     if not (root / "UCF-101").is_dir():
         raise UserError(f"{root / 'UCF-101'} not found (expected ROOT/UCF-101/<Class>/v_*.avi)")
     parts = read_split(root, split)
     model = ClipClassifier(backbone, len(parts.classes), pooling)
     finetune(model, UCF101Clips(root, parts.train, clip, train=True), train, device)
-    return {"top1": test(model, UCF101Clips(root, parts.test, clip, train=False), device, train.workers)}
+    return {"top1": test(model, UCF101Clips(root, parts.test, clip, train=False), device, train.workers)}, len(parts.test)

@@ -1,0 +1,89 @@
+"""Attention-map grids and ClickMe-style human alignment from a trainer-format run dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import models
+from torchvision.transforms.functional import to_tensor
+from typer.testing import CliRunner
+
+from videonet.cli import app
+from videonet.evaluation import attention_maps
+from videonet.evaluation.backbone import load_backbone
+from videonet.evaluation.features import normalize
+from videonet.vito.model import MultiScalePooling
+
+
+def write_run(run: Path, pooling: str = "attn") -> Path:
+    """backbone.pt and attention.pt exactly as `videonet train` exports them (resnet18, two scales)."""
+    torch.manual_seed(0)
+    run.mkdir(parents=True)
+    net = models.resnet18()
+    torch.save({k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}, run / "backbone.pt")
+    pool = MultiScalePooling([256, 512], ["layer3", "layer4"], pooling, hidden=32)
+    torch.save(pool.export("resnet18"), run / "attention.pt")
+    return run
+
+
+def write_photos(folder: Path) -> list[Path]:
+    from skimage import data
+
+    folder.mkdir(parents=True)
+    paths = []
+    for name in ("chelsea", "coffee", "astronaut"):
+        paths.append(folder / f"{name}.jpg")
+        Image.fromarray(getattr(data, name)()).save(paths[-1])
+    return paths
+
+
+def test_attention_map_is_mean_of_rescaled_scales(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    pool = attention_maps.load_attention(run / "attention.pt")
+    model = load_backbone(str(run)).model
+    mask = attention_maps.attention_map(model, pool, torch.randn(3, 64, 64))
+    assert mask.shape == (64, 64)
+    # Each scale is a softmax over space times its number of cells, so each averages to 1, and so
+    # does their mean (up to the bilinear upsampling's border effects).
+    assert mask.mean().item() == pytest.approx(1.0, abs=0.05)
+    assert mask.min() > 0
+
+
+def test_cli_draws_grid_and_scores_alignment(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    photos = write_photos(tmp_path / "photos")
+    # Human maps that agree perfectly with the model (its own maps) and perfectly disagree (negated).
+    pool = attention_maps.load_attention(run / "attention.pt")
+    model = load_backbone(str(run)).model
+    view = attention_maps.view_transform(96)
+    for sub, sign in (("agree", 1.0), ("disagree", -1.0)):
+        (tmp_path / sub / "maps").mkdir(parents=True)
+        (tmp_path / sub / "images").symlink_to(tmp_path / "photos")
+        for p in photos:
+            image = normalize()(to_tensor(view(Image.open(p).convert("RGB"))))
+            np.save(tmp_path / sub / "maps" / f"{p.stem}.npy", sign * attention_maps.attention_map(model, pool, image).numpy())
+    out = tmp_path / "grid.png"
+    result = CliRunner().invoke(app, ["eval", "attention", str(run), str(tmp_path / "photos"), "--out", str(out), "--size", "96",
+                                      "--saliency-dir", str(tmp_path / "agree"), "--results-dir", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    grid = Image.open(out)
+    assert grid.size == (900, 300)  # 3 panels of 3 inches at 100 dpi
+    assert np.asarray(grid.convert("L")).std() > 10  # not a blank canvas
+    record = json.loads((tmp_path / "res" / "run__clickme__agree.json").read_text())
+    assert record["metrics"]["spearman"] == pytest.approx(1.0, abs=1e-3) and record["metrics"]["images"] == 3
+    assert attention_maps.human_alignment(model, pool, tmp_path / "disagree", 96)["spearman"] == pytest.approx(-1.0, abs=1e-3)
+
+
+def test_missing_or_average_attention_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bare").mkdir()
+    torch.save(models.resnet18().state_dict(), tmp_path / "bare" / "backbone.pt")
+    result = CliRunner().invoke(app, ["eval", "attention", str(tmp_path / "bare"), str(tmp_path)])
+    assert result.exit_code != 0 and str(result.exception).startswith("no attention.pt at")
+    avg = write_run(tmp_path / "avg", pooling="avg")
+    result = CliRunner().invoke(app, ["eval", "attention", str(avg), str(tmp_path)])
+    assert result.exit_code != 0 and "average pooling" in str(result.exception)
