@@ -17,6 +17,15 @@ from typing import Iterator
 SMALL_FORMAT = "best[height<=?360][ext=mp4]/best[height<=?360]/worst"
 
 
+class QuietLogger:
+    """yt-dlp prints errors to stderr even when quiet; we report them as audit reasons instead."""
+
+    def debug(self, msg: str) -> None:
+        pass
+
+    info = warning = error = debug
+
+
 class FetchError(Exception):
     """The video could not be fetched; the message is the audit reason."""
 
@@ -51,6 +60,7 @@ def _download(url: str, directory: str, limits: FetchLimits) -> str:
         "no_warnings": True,
         "noprogress": True,
         "progress_hooks": [guard],
+        "logger": QuietLogger(),
         "overwrites": True,
     }
     try:

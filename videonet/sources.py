@@ -55,9 +55,11 @@ class YoutubeSource:
 
         import yt_dlp
 
+        from videonet.fetch import QuietLogger
+
         query = self.template.format(n=limit, term=term if self.template.startswith("ytsearch") else quote_plus(term))
         options = {"extract_flat": "in_playlist", "skip_download": True, "quiet": True, "no_warnings": True,
-                   "socket_timeout": self.socket_timeout, "playlistend": limit}
+                   "socket_timeout": self.socket_timeout, "playlistend": limit, "logger": QuietLogger()}
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(query, download=False) or {}
         hits = []

@@ -1,0 +1,74 @@
+"""The yt-dlp code paths (search and download) for real, against a local HTTP stand-in."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import curate_options
+from localserver import serve
+from videonet.fetch import FetchError, FetchLimits, local_video
+from videonet.outputs import read_audit, read_metadata
+from videonet.sources import YoutubeSource
+
+
+@pytest.fixture(scope="module")
+def server(demo_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("www")
+    shutil.copy(demo_dir / "chelsea_cat.mp4", root / "cat.mp4")
+    catalog = [
+        {"title": "Chelsea the Egyptian cat at home", "file": "cat.mp4", "duration": "12"},
+        {"title": "Egyptian cat, the lost upload", "file": "status/404", "duration": "30"},
+        {"title": "Egyptian cat in five seconds", "file": "cat.mp4?short", "duration": "4"},
+        {"title": "Funny cat compilation", "file": "cat.mp4?other", "duration": "12"},
+    ]
+    base, stop = serve(root, catalog)
+    yield base
+    stop()
+
+
+def test_search_through_yt_dlp(server):
+    hits = YoutubeSource(template=server + "/search.rss?q={term}").search("Egyptian cat", 10)
+    titles = {h["title"]: h for h in hits}
+    assert "Chelsea the Egyptian cat at home" in titles
+    assert titles["Chelsea the Egyptian cat at home"]["duration"] == 12.0
+    assert len(YoutubeSource(template=server + "/search.rss?q={term}").search("cat", 2)) == 2
+
+
+def test_download_through_yt_dlp_and_cleanup(server):
+    with local_video(server + "/cat.mp4", None) as path:
+        with open(path, "rb") as fh:
+            assert fh.read(12)[4:8] == b"ftyp"
+    assert not shutil.os.path.exists(path)  # the temporary download is gone
+
+
+@pytest.mark.parametrize("suffix, needle", [("/status/404", "404"), ("/status/500", "500"), ("/nothing.mp4", "404")])
+def test_failed_downloads_are_fetch_errors(server, suffix, needle):
+    with pytest.raises(FetchError, match=needle):
+        with local_video(server + suffix, None):
+            pass
+
+
+def test_download_size_limit(server):
+    with pytest.raises(FetchError, match="larger than|max|nothing downloaded|File is larger"):
+        with local_video(server + "/cat.mp4", None, FetchLimits(max_bytes=1000)):
+            pass
+
+
+def test_curate_with_the_youtube_source(server, demo_dir, tmp_path):
+    from videonet.curate import curate
+
+    out = tmp_path / "yt"
+    facts = curate(curate_options(out, demo_dir, source="youtube", classes="n02124075",
+                                  search_template=server + "/search.rss?q={term}"))
+    audit = read_audit(str(out)).set_index("title")
+    assert audit.loc["Chelsea the Egyptian cat at home", "status"] == "kept"
+    assert audit.loc["Egyptian cat, the lost upload", "status"] == "download_error"
+    assert "404" in audit.loc["Egyptian cat, the lost upload", "reason"]
+    assert audit.loc["Egyptian cat in five seconds", "status"] == "too_short"
+    assert audit.loc["Funny cat compilation", "status"] == "title_mismatch"
+    metadata = read_metadata(str(out))
+    assert facts["kept"] == len(metadata) == 1
+    assert metadata.iloc[0]["url"].startswith(server)
+    assert not (out / "_work" / "staging").exists()  # staged downloads were moved into shards
