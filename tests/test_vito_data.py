@@ -88,6 +88,15 @@ def session_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root if (root / "shards").is_dir() else write_shards(root)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine OpenMP spinning makes more threads far slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return session_shards(tmp_path_factory)

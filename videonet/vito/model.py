@@ -25,6 +25,7 @@ import torchvision
 from torch import nn
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 ATTENTION_FORMAT = "videonet.vito.attention/1"
 
 
@@ -33,7 +34,7 @@ class Backbone(nn.Module):
 
     def __init__(self, arch: str = "resnet50", scales: int = 2) -> None:
         super().__init__()
-        if arch not in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"):
+        if arch not in ARCHS:
             raise ValueError(f"unsupported arch {arch!r}")
         if scales not in (1, 2):
             raise ValueError("scales must be 1 (block 4) or 2 (blocks 3 and 4)")
