@@ -1,0 +1,111 @@
+"""Classifier loading: torchvision's real weight path against a weights file on disk, and failures."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torchvision.transforms.v2.functional import normalize
+
+from videonet.classifier import load_classifier, resolve_device
+from videonet.errors import UserError
+from videonet.frames import iter_frames
+
+
+@pytest.fixture(scope="module")
+def random_resnet50(tmp_path_factory):
+    """A ResNet-50 state dict with fixed random weights, standing in for the downloaded file."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "resnet50-random.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frames(demo_dir):
+    return np.stack(list(iter_frames(str(demo_dir / "coffee_cup.mp4"), 4)))
+
+
+def _reference_top1(path, frames):
+    model = torchvision.models.resnet50().eval()
+    model.load_state_dict(torch.load(path, weights_only=True))
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    x = normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    with torch.no_grad():
+        return model(x).argmax(1).numpy()
+
+
+def test_resnet50_from_a_weights_file(random_resnet50, frames):
+    classifier = load_classifier("resnet50", str(random_resnet50), device="cpu", precision="fp32")
+    labels, scores = classifier.top1(frames)
+    np.testing.assert_array_equal(labels, _reference_top1(random_resnet50, frames))
+    assert ((scores > 0) & (scores <= 1)).all()
+
+
+def test_resnet50_enum_goes_through_torchvision_cache(random_resnet50, frames, tmp_path, monkeypatch):
+    """IMAGENET1K_V2 resolves like any torchvision user's: $TORCH_HOME/hub/checkpoints/<file>."""
+    from torchvision.models import ResNet50_Weights
+
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    shutil.copy(random_resnet50, checkpoints / ResNet50_Weights.IMAGENET1K_V2.url.rsplit("/", 1)[1])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    classifier = load_classifier("resnet50", "ResNet50_Weights.IMAGENET1K_V2", device="cpu", precision="fp32")
+    np.testing.assert_array_equal(classifier.top1(frames)[0], _reference_top1(random_resnet50, frames))
+
+
+def test_offline_download_failure_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # empty cache: torchvision must download
+    monkeypatch.setattr(torch.hub, "_get_torch_home", lambda: str(tmp_path))
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)  # also offline where a network exists
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    with pytest.raises(UserError, match="torchvision download") as info:
+        load_classifier("resnet50", "IMAGENET1K_V1", device="cpu")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("content, needle", [
+    (None, "cannot read classifier weights"),
+    (b"this is not a checkpoint", "not a torch state dict"),
+])
+def test_missing_or_corrupt_weights(tmp_path, content, needle):
+    path = tmp_path / "weights.pth"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserError, match=needle):
+        load_classifier("resnet50", str(path), device="cpu")
+
+
+def test_weights_of_another_model_are_refused(tmp_path):
+    path = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(UserError, match="do not fit ResNet-50"):
+        load_classifier("resnet50", str(path), device="cpu")
+
+
+def test_bad_names_and_devices():
+    with pytest.raises(UserError, match="NOT_A_WEIGHT"):
+        load_classifier("resnet50", "NOT_A_WEIGHT", device="cpu")
+    with pytest.raises(UserError, match="--classifier"):
+        load_classifier("vgg16", device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA"):
+            resolve_device("cuda")
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_offline_classifier_recognises_real_photos(lite0, demo_dir):
+    from videonet.vocab import class_name
+
+    coffee = np.stack(list(iter_frames(str(demo_dir / "coffee_cup.mp4"), 3)))
+    cat = np.stack(list(iter_frames(str(demo_dir / "chelsea_cat.mp4"), 3)))
+    assert {class_name(int(i)) for i in lite0.top1(coffee)[0]} == {"espresso"}
+    assert {class_name(int(i)) for i in lite0.top1(cat)[0]} <= {"Egyptian cat", "tabby", "tiger cat"}
