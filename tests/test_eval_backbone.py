@@ -12,6 +12,18 @@ from videonet.errors import UserError
 from videonet.evaluation.backbone import detect_arch, forward_layers, load_backbone, remove_stride
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a busy 2-core machine OpenMP spinning makes more threads far slower.
+
+    The other tests/test_eval_*.py modules import this fixture so that it applies to them too.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def save_state(model: torch.nn.Module, path: Path, drop_fc: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v for k, v in model.state_dict().items() if not (drop_fc and k.startswith("fc."))}, path)

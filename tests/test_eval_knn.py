@@ -13,6 +13,7 @@ from PIL import Image
 from torchvision import models
 from typer.testing import CliRunner
 
+from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.cli import app
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "grass")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.evaluation.attention_maps import rankdata, spearman
 from videonet.evaluation.davis_metrics import (
     boundary_map,

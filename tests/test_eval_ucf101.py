@@ -12,6 +12,7 @@ import torch
 from torchvision import models
 from typer.testing import CliRunner
 
+from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.cli import app
 from videonet.evaluation.ucf101 import POOLINGS, ClipClassifier, ClipConfig, clip_indices, decode_video, read_split
 

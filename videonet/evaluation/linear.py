@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from videonet.errors import UserError
 from videonet.evaluation.knn import top1
 
 DEFAULT_LRS = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -77,8 +78,10 @@ def linear_probe(
     seed: int = 0,
 ) -> LinearProbeResult:
     """Pick the lr on a random ``holdout`` fraction of train, retrain on all of train, report val top-1."""
+    if not 0 < holdout < 1 or train_features.shape[0] < 2:
+        raise UserError(f"the lr sweep needs 0 < holdout < 1 and at least 2 training images (holdout={holdout})")
     order = torch.randperm(train_features.shape[0], generator=torch.Generator().manual_seed(seed))
-    n_hold = max(1, round(holdout * len(order)))
+    n_hold = min(max(1, round(holdout * len(order))), len(order) - 1)  # both parts non-empty
     hold, fit = order[:n_hold], order[n_hold:]
     fit_x, hold_x = standardize(train_features[fit], train_features[hold])
     sweep = {}

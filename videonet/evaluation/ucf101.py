@@ -98,6 +98,8 @@ def decode_video(path: Path, short_side: int) -> tuple[np.ndarray, np.ndarray]:
     except (av.FFmpegError, OSError) as exc:
         raise UserError(f"cannot open video {path}: {exc}") from exc
     with container:
+        if not container.streams.video:
+            raise UserError(f"{path} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or 25)
