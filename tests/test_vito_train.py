@@ -18,9 +18,11 @@ from videonet.vito.train import TrainConfig, load_checkpoint, train
 
 # ResNet-18, 64 px, batch 8, 3 views. LARS's trust ratio keeps weight updates at lr * eta of the
 # weights; the paper's eta with lr 0.3 x 8 / 256 barely moves them in a few dozen steps, so the
-# smoke run uses a larger lr and eta to see learning quickly (the defaults are the paper's).
+# smoke run uses a larger lr and eta and a faster EMA to see learning within 30 steps (measured on
+# these clips: mean loss of the first 5 steps ~15.2, of the last 5 ~13.1; the paper's settings stay
+# flat at ~14.6). No shuffle buffer: with 8 clips a batch then never holds the same clip twice.
 SMALL = dict(batch_size=8, image_size=64, arch="resnet18", proj_hidden=512, proj_dim=64, workers=1,
-             base_lr=3.0, lars_eta=0.02, warmup=0.1, seed=0)
+             base_lr=10.0, lars_eta=0.02, ema_base=0.99, warmup=0.1, shuffle_buffer=1, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_short_run_learns_and_exports_torchvision_backbone(run_dir: Path, tmp_pa
 
 
 def test_resume_is_bit_exact(run_dir: Path, tmp_path: Path) -> None:
-    config = dict(data=str(run_dir), steps=3, log_every=1, save_every=100, **SMALL)
+    config = dict(data=str(run_dir), steps=3, log_every=1, save_every=100, **dict(SMALL, batch_size=4))
     train(TrainConfig(out=str(tmp_path / "straight"), **config))
     train(TrainConfig(out=str(tmp_path / "resumed"), stop_at=2, **config))
     assert load_checkpoint(tmp_path / "resumed")["step"] == 2
