@@ -78,6 +78,7 @@ def curate(
     precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
     clip_batch: int = typer.Option(8, help="Clips classified together in one batch."),
     shard_size: int = typer.Option(100, help="Kept clips per WebDataset/Parquet shard."),
+    shard_writers: int = typer.Option(0, help="Parallel shard writers (0: 1 locally, 32 on distributed runners)."),
     catalog_root: Optional[str] = typer.Option(None, help="Catalog paths must stay under this directory."),
     search_template: str = typer.Option("ytsearch{n}:{term}", help="yt-dlp query for the youtube source."),
     demo_dir: Optional[str] = typer.Option(None, help="Where the demo source writes its clips (default: cache)."),
@@ -86,22 +87,26 @@ def curate(
     decode_timeout: float = typer.Option(120.0, help="Give up decoding a clip after this many seconds."),
     runner: str = typer.Option("DirectRunner", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, ..."),
     progress: bool = typer.Option(True, help="Show tqdm progress on the local runner."),
+    dry_run: bool = typer.Option(False, help="Only build the pipeline graph with these runner options."),
 ) -> None:
     """Curate a VideoNet-style dataset: title search -> filters -> classifier -> shards + audit + report.
 
     Beam pipeline options go after `--`, e.g. `-- --direct_num_workers=2 --direct_running_mode=multi_processing`.
     """
-    from videonet.curate import CurateOptions, curate as run_curate
+    from videonet.curate import CurateOptions, curate as run_curate, dry_run as build_only
     from videonet.report import format_summary
 
-    facts = run_curate(CurateOptions(
+    options = CurateOptions(
         out=out, classes=classes, source=source, per_class=per_class, per_term=per_term,
         min_duration=min_duration, frames=frames, chunk=chunk, classifier=classifier, weights=weights,
-        device=device, precision=precision, clip_batch=clip_batch, shard_size=shard_size,
+        device=device, precision=precision, clip_batch=clip_batch, shard_size=shard_size, shard_writers=shard_writers,
         catalog_root=catalog_root, search_template=search_template, demo_dir=demo_dir,
         max_download_mb=max_download_mb, download_timeout_s=download_timeout, decode_timeout_s=decode_timeout,
-        runner=runner, beam_args=list(ctx.args), progress=progress))
-    typer.echo(format_summary(facts))
+        runner=runner, beam_args=list(ctx.args), progress=progress)
+    if dry_run:
+        typer.echo(f"pipeline graph for {runner}: {build_only(options)} transforms (not submitted)")
+        return
+    typer.echo(format_summary(run_curate(options)))
     typer.echo(f"report: {out.rstrip('/')}/report/report.html")
 
 

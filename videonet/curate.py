@@ -30,6 +30,7 @@ class CurateOptions:
     precision: str = "auto"
     clip_batch: int = 8
     shard_size: int = 100
+    shard_writers: int = 0  # 0: one on the local runner, 32 on distributed runners
     catalog_root: str | None = None
     search_template: str = "ytsearch{n}:{term}"
     demo_dir: str | None = None
@@ -56,15 +57,15 @@ def pipeline_options(options: CurateOptions):
     return PipelineOptions([f"--runner={options.runner}", *options.beam_args], pickle_library="cloudpickle")
 
 
-def curate(options: CurateOptions) -> dict:
-    """Run (or resume) a curation into ``options.out`` and return the report summary."""
-    from apache_beam.io.filesystems import FileSystems
-    from apache_beam.utils.shared import Shared
+def is_local(options: CurateOptions) -> bool:
+    return options.runner in ("DirectRunner", "direct")
 
+
+def prepare(options: CurateOptions):
+    """Resolve options into the pipeline's config: classes, source, resume state of ``out``."""
     from videonet.fetch import FetchLimits
-    from videonet.outputs import WORK, done_candidates, join, recover
-    from videonet.pipelines.curate import CurateConfig, acquire_classifier, run
-    from videonet.report import build_report
+    from videonet.outputs import done_candidates, recover
+    from videonet.pipelines.curate import CurateConfig
     from videonet.sources import make_source
     from videonet.verdicts import FilterSettings
     from videonet.vocab import parse_classes
@@ -79,24 +80,49 @@ def curate(options: CurateOptions) -> dict:
     done = done_candidates(out)
     if done:
         print(f"resuming {out}: {len(done)} candidates already audited are skipped")
-    local = options.runner in ("DirectRunner", "direct")
+    local = is_local(options)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     settings = FilterSettings(
         out=out, frames=options.frames, chunk=options.chunk, min_duration=options.min_duration,
         decode_timeout_s=options.decode_timeout_s,
         limits=FetchLimits(max_bytes=int(options.max_download_mb * 1024 * 1024),
                            max_seconds=options.download_timeout_s))
-    cfg = CurateConfig(
+    return CurateConfig(
         classes=classes, source=source, run_id=run_id, settings=settings, per_class=options.per_class,
         per_term=options.per_term, classifier=options.classifier, weights=options.weights, device=options.device,
         precision=options.precision, clip_batch=options.clip_batch, shard_size=options.shard_size, done=done,
-        progress=options.progress and local)
+        writers=options.shard_writers or (1 if local else 32), progress=options.progress and local)
+
+
+def dry_run(options: CurateOptions) -> int:
+    """Build the pipeline graph with the given runner options without running it; count transforms."""
+    import apache_beam as beam
+    from apache_beam.utils.shared import Shared
+
+    from videonet.pipelines.curate import build
+
+    pipeline = beam.Pipeline(options=pipeline_options(options))
+    build(pipeline, prepare(options), Shared())
+    return len(pipeline.to_runner_api().components.transforms)
+
+
+def curate(options: CurateOptions) -> dict:
+    """Run (or resume) a curation into ``options.out`` and return the report summary."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.utils.shared import Shared
+
+    from videonet.outputs import WORK, join
+    from videonet.pipelines.curate import acquire_classifier, run
+    from videonet.report import build_report
+
+    cfg = prepare(options)
     shared = Shared()
     # Fail fast, in one line, on weights that cannot be loaded, before any search or download; on
     # the local runner the DoFns then reuse this very model through the Shared handle.
-    model = acquire_classifier(shared, cfg) if local else None
+    model = acquire_classifier(shared, cfg) if is_local(options) else None
     run(cfg, pipeline_options(options), shared)
     del model
+    out = cfg.settings.out
     staging = join(out, WORK, "staging")
     if FileSystems.exists(staging):  # every staged download is inside a committed shard now
         FileSystems.delete([staging])

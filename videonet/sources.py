@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import posixpath
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -81,38 +82,51 @@ class YoutubeSource:
         return []
 
 
-def _read_jsonl(path: Path) -> tuple[list[dict], list[dict]]:
+def _read_jsonl(data: bytes) -> tuple[list[dict], list[dict]]:
     rows, invalid = [], []
-    with path.open("rb") as fh:
-        for line_no, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw.decode("utf-8"))
-                if not isinstance(row, dict):
-                    raise ValueError("not a JSON object")
-            except UnicodeDecodeError:
-                invalid.append({"row": line_no, "reason": "row is not valid UTF-8"})
-                continue
-            except ValueError as exc:
-                invalid.append({"row": line_no, "reason": f"malformed JSON: {exc}"})
-                continue
-            rows.append({**row, "_row": line_no})
+    for line_no, raw in enumerate(data.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+        except UnicodeDecodeError:
+            invalid.append({"row": line_no, "reason": "row is not valid UTF-8"})
+            continue
+        except ValueError as exc:
+            invalid.append({"row": line_no, "reason": f"malformed JSON: {exc}"})
+            continue
+        rows.append({**row, "_row": line_no})
     return rows, invalid
 
 
-def _read_table(path: Path) -> tuple[list[dict], list[dict]]:
+def _read_catalog(path: str) -> bytes:
+    """The catalog file's bytes, from any Beam filesystem (local, gs://, s3://)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as fh:
+            return fh.read()
+    except Exception:
+        raise UserError(f"catalog not found or unreadable: {path}") from None
+
+
+def _read_table(path: str) -> tuple[list[dict], list[dict]]:
+    import io
+
     import pandas as pd
 
-    suffix = "".join(path.suffixes[-2:]).lower()
+    suffix = path.lower()
     try:
         if suffix.endswith(".parquet"):
-            frame = pd.read_parquet(path)
+            frame = pd.read_parquet(io.BytesIO(_read_catalog(path)))
         elif suffix.endswith((".csv", ".tsv")):
-            frame = pd.read_csv(path, sep="\t" if suffix.endswith(".tsv") else ",", dtype=str,
-                                encoding="utf-8", encoding_errors="surrogateescape", keep_default_na=False)
+            frame = pd.read_csv(io.BytesIO(_read_catalog(path)), sep="\t" if suffix.endswith(".tsv") else ",",
+                                dtype=str, encoding="utf-8", encoding_errors="surrogateescape",
+                                keep_default_na=False)
         elif suffix.endswith((".jsonl", ".json")):
-            return _read_jsonl(path)
+            return _read_jsonl(_read_catalog(path))
         else:
             raise UserError(f"catalog {path}: unknown format (use .parquet, .csv, .tsv or .jsonl)")
     except UserError:
@@ -128,7 +142,17 @@ def _has_surrogates(text: str) -> bool:
     return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
-def validate_row(row: dict, base: Path, root: Path | None) -> tuple[dict | None, str | None]:
+def _remote_under(path: str, root: Path | str) -> bool:
+    """A remote path is inside a remote root of the same scheme once '..' is resolved; never in a local one."""
+    root = str(root)
+    if "://" not in root:
+        return False
+    (scheme, rest), (root_scheme, root_rest) = path.split("://", 1), root.split("://", 1)
+    inside = posixpath.normpath("/" + rest) + "/"
+    return scheme.lower() == root_scheme.lower() and inside.startswith(posixpath.normpath("/" + root_rest).rstrip("/") + "/")
+
+
+def validate_row(row: dict, base: str, root: Path | str | None) -> tuple[dict | None, str | None]:
     """Turn one catalog row into a hit, or give the reason it is unusable."""
     title = row.get("title")
     if title is None or not str(title).strip():
@@ -141,8 +165,13 @@ def validate_row(row: dict, base: Path, root: Path | None) -> tuple[dict | None,
         return None, "neither url nor path given"
     if url and not re.match(r"^https?://", str(url), re.IGNORECASE):
         return None, f"url scheme not allowed (http/https only): {str(url)[:80]}"
-    if path:
-        resolved = (base / str(path)).resolve() if not Path(str(path)).is_absolute() else Path(str(path)).resolve()
+    if path and "://" in str(path):  # a remote file (gs://, s3://): read through Beam's filesystems
+        path = str(path)
+        if root is not None and not _remote_under(path, root):
+            return None, f"path escapes --catalog-root: {path}"
+    elif path:
+        local = Path(str(path))
+        resolved = (local if local.is_absolute() else Path(base) / local).resolve()
         if root is not None and not resolved.is_relative_to(root):
             return None, f"path escapes --catalog-root: {path}"
         path = str(resolved)
@@ -182,14 +211,17 @@ class CatalogSource:
     def _load(self) -> None:
         if self._index is not None:
             return
-        path = Path(self.path)
-        if not path.is_file():
-            raise UserError(f"catalog not found: {path}")
-        rows, self._invalid = _read_table(path)
-        root = Path(self.root).resolve() if self.root else None
+        rows, self._invalid = _read_table(self.path)
+        root = (self.root if "://" in self.root else Path(self.root).resolve()) if self.root else None
+        base = posixpath.dirname(self.path) if "://" in self.path else str(Path(self.path).resolve().parent)
         index: dict[str, list[int]] = defaultdict(list)
+        first_row: dict[str, int] = {}
         for row in rows:
-            hit, reason = validate_row(row, path.parent, root)
+            hit, reason = validate_row(row, base, root)
+            if hit is not None and hit["id"] in first_row:  # which of two videos an id means is unknowable
+                hit, reason = None, f"duplicate id {hit['id']!r} (already used by catalog row {first_row[hit['id']]})"
+            if hit is not None:
+                first_row[hit["id"]] = row["_row"]
             if hit is None:
                 self._invalid.append({"row": row["_row"], "reason": reason, "title": row.get("title"),
                                       "url": row.get("url"), "path": row.get("path")})
