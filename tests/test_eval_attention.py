@@ -85,6 +85,8 @@ def test_missing_or_average_attention_is_one_line(tmp_path: Path) -> None:
     torch.save(models.resnet18().state_dict(), tmp_path / "bare" / "backbone.pt")
     result = CliRunner().invoke(app, ["eval", "attention", str(tmp_path / "bare"), str(tmp_path)])
     assert result.exit_code != 0 and str(result.exception).startswith("no attention.pt at")
+    result = CliRunner().invoke(app, ["eval", "attention", "random", str(tmp_path)])
+    assert result.exit_code != 0 and str(result.exception).startswith("no attention.pt for random")
     avg = write_run(tmp_path / "avg", pooling="avg")
     result = CliRunner().invoke(app, ["eval", "attention", str(avg), str(tmp_path)])
     assert result.exit_code != 0 and "average pooling" in str(result.exception)

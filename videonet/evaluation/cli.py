@@ -206,6 +206,8 @@ def attention_cmd(
     from videonet.evaluation import attention_maps
 
     ckpt = Path(checkpoint)
+    if attention is None and not ckpt.exists():
+        raise UserError(f"no attention.pt for {checkpoint}: only VITO runs have one; pass --attention PATH")
     path = attention or (ckpt if ckpt.is_dir() else ckpt.parent) / "attention.pt"
     pool = attention_maps.load_attention(path)
     loaded, label = _load(checkpoint, arch, seed, name)
