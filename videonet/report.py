@@ -15,6 +15,7 @@ import pandas as pd
 
 from videonet.outputs import REPORT, join, read_audit, read_metadata, write_atomic
 from videonet.records import DUPLICATE, KEPT, OVER_CAP, STATUSES, TITLE_MISMATCH
+from videonet.vocab import imagenet1k
 
 RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP)
 PAPER_RETENTION_PCT = 24.0  # VITO/VideoNet kept about 24% of retrieved videos
@@ -30,6 +31,9 @@ def retention_table(audit: pd.DataFrame) -> pd.DataFrame:
     table.insert(3, "candidates", counts.sum(axis=1).to_numpy())
     table["retrieved"] = table["candidates"] - table[list(RETRIEVED_EXCLUDES)].sum(axis=1)
     table["retention_pct"] = (100.0 * table[KEPT] / table["retrieved"].where(table["retrieved"] > 0)).round(2)
+    # Ambiguous query terms (e.g. 'crane': bird and machine) explain low retention: show them.
+    shared = {c.wnid: " | ".join(c.shared_terms) for c in imagenet1k()}
+    table["shared_terms"] = table["wnid"].map(shared).fillna("")
     return table.sort_values("class_index").reset_index(drop=True)
 
 
@@ -56,9 +60,9 @@ def _plot_png(table: pd.DataFrame, limit: int = 60) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = table.sort_values("retrieved", ascending=False).head(limit).iloc[::-1]
+    shown = table.sort_values(["retrieved", "candidates"], ascending=False).head(limit).iloc[::-1]
     drops = [s for s in STATUSES if s != KEPT and s in shown and shown[s].sum() > 0]
-    fig, ax = plt.subplots(figsize=(9, max(2.5, 0.28 * len(shown) + 1.2)))
+    fig, ax = plt.subplots(figsize=(11, max(2.5, 0.28 * len(shown) + 1.2)))
     left = pd.Series(0, index=shown.index)
     for status in [KEPT, *drops]:
         ax.barh(shown["name"], shown[status], left=left, label=status.replace("_", " "))
@@ -68,7 +72,7 @@ def _plot_png(table: pd.DataFrame, limit: int = 60) -> bytes:
             ax.text(left.iloc[y], y, f"  {row['retention_pct']:.0f}%", va="center", fontsize=8)
     ax.set_xlabel("candidates (label: kept / retrieved)")
     ax.set_title(f"Per-class retention ({len(shown)} of {len(table)} classes with the most retrieved)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
