@@ -113,18 +113,12 @@ class WriteShard(beam.DoFn):
         self.out, self.run_id = out, run_id
 
     def process(self, batch):
-        from apache_beam.io.filesystems import FileSystems
-
         from videonet.outputs import commit_part
 
         _, rows = batch
-        rows = sorted(rows, key=lambda r: r["key"])
-        part = f"{self.run_id}-{hashlib.sha1('|'.join(r['key'] for r in rows).encode()).hexdigest()[:12]}"
-        samples = []
-        for row in rows:
-            with FileSystems.open(row["path"]) as fh:
-                samples.append((row["key"], fh.read(), {**row, "shard": part}))
-        commit_part(self.out, part, samples)
+        keys = "|".join(sorted(r["key"] for r in rows))
+        part = f"{self.run_id}-{hashlib.sha1(keys.encode()).hexdigest()[:12]}"
+        commit_part(self.out, part, list(rows))
         yield part
 
 

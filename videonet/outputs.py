@@ -40,14 +40,17 @@ def _list(directory: str, pattern: str) -> list[str]:
     return sorted(m.path for m in match.metadata_list)
 
 
-def write_atomic(path: str, data: bytes) -> None:
-    """Write to ``path.tmp`` then rename, so readers see the whole file or nothing."""
-    tmp = path + ".tmp"
-    with FileSystems.create(tmp) as fh:
-        fh.write(data)
+def _publish(tmp: str, path: str) -> None:
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write to ``path.tmp`` then rename, so readers see the whole file or nothing."""
+    with FileSystems.create(path + ".tmp") as fh:
+        fh.write(data)
+    _publish(path + ".tmp", path)
 
 
 def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
@@ -56,21 +59,33 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     return buffer.getvalue()
 
 
-def tar_bytes(samples: Iterable[tuple[str, bytes, dict]]) -> bytes:
-    """A WebDataset shard: ``<key>.mp4`` and ``<key>.json`` per sample, in key order."""
+def write_shard(path: str, rows: list[dict], part: str) -> None:
+    """Stream a WebDataset shard (``<key>.mp4`` + ``<key>.json`` per row, key order) to ``path``.
+
+    Videos are read one at a time from their (staged or catalog) path and spooled through a local
+    temporary file, so memory stays at one clip whatever the shard size.
+    """
+    import shutil
+    import tempfile
+
     import webdataset as wds
 
-    buffer = io.BytesIO()
-    with wds.TarWriter(buffer) as sink:
-        for key, video, meta in sorted(samples, key=lambda s: s[0]):
-            sink.write({"__key__": key, "mp4": video, "json": json.dumps(meta, sort_keys=True).encode()})
-    return buffer.getvalue()
+    with tempfile.TemporaryFile() as spool:
+        with wds.TarWriter(spool) as sink:
+            for row in sorted(rows, key=lambda r: r["key"]):
+                with FileSystems.open(row["path"]) as video:
+                    sink.write({"__key__": row["key"], "mp4": video.read(),
+                                "json": json.dumps({**row, "shard": part}, sort_keys=True).encode()})
+        spool.seek(0)
+        with FileSystems.create(path + ".tmp") as fh:
+            shutil.copyfileobj(spool, fh, length=8 * 1024 * 1024)
+    _publish(path + ".tmp", path)
 
 
-def commit_part(out: str, part: str, samples: list[tuple[str, bytes, dict]]) -> None:
+def commit_part(out: str, part: str, rows: list[dict]) -> None:
     """Commit one shard part: tar, kept audit rows, then metadata (the marker) last."""
-    rows = [meta for _, _, meta in samples]
-    write_atomic(join(out, SHARDS, f"{part}.tar"), tar_bytes(samples))
+    rows = [{**r, "shard": part} for r in sorted(rows, key=lambda r: r["key"])]
+    write_shard(join(out, SHARDS, f"{part}.tar"), rows, part)
     kept_audit = [audit_row(r, KEPT, f"class top-1 on {r['matched_frames']} of {r['frames_classified']} "
                                f"classified frames (first at frame {r['first_match']})",
                             r["frames_classified"]) for r in rows]
