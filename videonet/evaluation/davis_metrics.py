@@ -47,14 +47,24 @@ def boundary_map(mask: np.ndarray) -> np.ndarray:
 
 
 def dilate_disk(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary dilation by a disk (x^2 + y^2 <= r^2, as skimage.morphology.disk), by OR-ing shifted copies."""
-    h, w = mask.shape
-    padded = np.pad(mask.astype(bool), radius)
-    out = np.zeros((h, w), dtype=bool)
+    """Binary dilation by a disk (x^2 + y^2 <= r^2, as skimage.morphology.disk), by OR-ing shifted copies.
+
+    Only the bounding box of the mask grown by ``radius`` can change, so the work is done there:
+    boundaries are sparse and this makes scoring a 480p DAVIS frame several times faster.
+    """
+    out = np.zeros(mask.shape, dtype=bool)
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return out
+    y0, y1 = max(ys.min() - radius, 0), min(ys.max() + radius + 1, mask.shape[0])
+    x0, x1 = max(xs.min() - radius, 0), min(xs.max() + radius + 1, mask.shape[1])
+    h, w = y1 - y0, x1 - x0
+    padded = np.pad(mask[y0:y1, x0:x1].astype(bool), radius)
+    box = out[y0:y1, x0:x1]  # a view: OR-ing into it fills ``out``
     for dy in range(-radius, radius + 1):
         for dx in range(-radius, radius + 1):
             if dy * dy + dx * dx <= radius * radius:
-                out |= padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+                box |= padded[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
     return out
 
 
