@@ -191,3 +191,36 @@ def test_online_branch_has_predictor_and_target_shape_matches() -> None:
     x = torch.randn(4, 3, 64, 64)
     assert online(x).shape == net(x).shape == (4, 8)
     assert sum(p.numel() for p in online.predictor.parameters()) > 0
+
+
+def _distributed_loss(rank: int, world: int, port: int, online, target, results) -> None:
+    """One gloo process: the loss of this rank's half of the batch against the gathered targets."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    n = online[0].shape[0] // world
+    part = slice(rank * n, (rank + 1) * n)
+    results[rank] = info_nce([o[part] for o in online], [t[part] for t in target], tau=0.1).item()
+    dist.destroy_process_group()
+
+
+def test_info_nce_gathers_negatives_across_processes() -> None:
+    import multiprocessing
+    import socket
+
+    g = torch.Generator().manual_seed(2)
+    online = [torch.randn(6, 5, generator=g) for _ in range(3)]
+    target = [torch.randn(6, 5, generator=g) for _ in range(3)]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Manager().dict()
+    procs = [ctx.Process(target=_distributed_loss, args=(r, 2, port, online, target, results)) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    # Each rank's queries see all 6 targets as negatives, so the mean over ranks is the full-batch loss.
+    assert (results[0] + results[1]) / 2 == pytest.approx(info_nce(online, target, 0.1).item(), rel=1e-5)
