@@ -14,6 +14,7 @@ from videonet.evaluation.davis_metrics import (
     boundary_map,
     boundary_measure,
     boundary_tolerance_px,
+    dilate_disk,
     region_similarity,
     score_sequence,
     summarize,
@@ -55,6 +56,20 @@ def test_boundary_map_matches_toolkit_definition() -> None:
 def test_boundary_tolerance_is_0_008_of_the_diagonal() -> None:
     assert boundary_tolerance_px((480, 854)) == 8  # ceil(0.008 * 979.7) = ceil(7.84)
     assert boundary_tolerance_px((10, 10)) == 1  # ceil(0.113)
+
+
+def test_dilate_disk_matches_scipy_with_skimage_disk() -> None:
+    # The toolkit dilates with cv2 and skimage.morphology.disk; scipy is an independent oracle.
+    from scipy import ndimage
+    from skimage.morphology import disk
+
+    rng = np.random.default_rng(0)
+    for radius in (1, 3, 8):
+        mask = rng.random((40, 50)) < 0.02
+        mask[0, 0] = mask[-1, -1] = True  # touches the borders, where the bounding-box crop is clipped
+        expected = ndimage.binary_dilation(mask, structure=disk(radius).astype(bool))
+        np.testing.assert_array_equal(dilate_disk(mask, radius), expected)
+    assert not dilate_disk(np.zeros((5, 5), bool), 2).any()
 
 
 def test_boundary_measure_hand_computed() -> None:
