@@ -1,20 +1,30 @@
 """Fetch a candidate's video to a local file: a catalog path as is, a URL through yt-dlp.
 
 Downloads are bounded (format <= 360p, size and wall-time limits) and live in a temporary
-directory that is removed on every path out, success or failure.
+directory that is removed on every path out, success or failure. yt-dlp runs in a reused child
+process (an argument list, never a shell) that is killed at the wall-time limit: a server that stalls or
+trickles bytes below yt-dlp's socket timeout cannot hold a worker, and a response without a
+Content-Length cannot grow past the size limit (yt-dlp's ``max_filesize`` only checks a known length).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Iterator
 
 SMALL_FORMAT = "best[height<=?360][ext=mp4]/best[height<=?360]/worst"
+URL_SCHEMES = ("http://", "https://")  # what yt-dlp search results are; file://, ftp://, javascript: are refused
 
 
 class QuietLogger:
@@ -38,21 +48,28 @@ class FetchLimits:
     retries: int = 2
 
 
+def _one_line(text: str) -> str:
+    return " ".join(str(text).replace("ERROR: ", "").split())[:300]
+
+
 def _download(url: str, directory: str, limits: FetchLimits) -> str:
+    """Download in this process (the child's work); size and time are checked in the progress hook."""
     import yt_dlp
 
     started = time.monotonic()
 
     def guard(progress: dict) -> None:
-        # yt-dlp has no total-time option: abort from its progress hook.
+        # yt-dlp has no total-time option, and max_filesize trusts Content-Length: check both here.
         if time.monotonic() - started > limits.max_seconds:
             raise yt_dlp.utils.DownloadError(f"download took longer than {limits.max_seconds:g} s")
+        if (progress.get("downloaded_bytes") or 0) > limits.max_bytes:
+            raise yt_dlp.utils.DownloadError(f"download exceeded the size limit of {limits.max_bytes} bytes")
 
     options = {
         "format": SMALL_FORMAT,
         "outtmpl": os.path.join(directory, "video.%(ext)s"),
         "max_filesize": limits.max_bytes,
-        "socket_timeout": limits.socket_timeout,
+        "socket_timeout": min(limits.socket_timeout, limits.max_seconds),
         "retries": limits.retries,
         "fragment_retries": limits.retries,
         "noplaylist": True,
@@ -67,27 +84,145 @@ def _download(url: str, directory: str, limits: FetchLimits) -> str:
         with yt_dlp.YoutubeDL(options) as ydl:
             ydl.extract_info(url, download=True)
     except yt_dlp.utils.DownloadError as exc:
-        raise FetchError(" ".join(str(exc).replace("ERROR: ", "").split())[:300]) from None
+        raise FetchError(_one_line(exc)) from None
     files = [f for f in os.listdir(directory) if f.startswith("video.") and not f.endswith(".part")]
     if not files:  # yt-dlp skips (without error) a file over max_filesize
         raise FetchError(f"nothing downloaded (larger than {limits.max_bytes} bytes or no format)")
     return os.path.join(directory, files[0])
 
 
+class _Downloader:
+    """A child process running yt-dlp for one request at a time (JSON lines on stdin/stdout).
+
+    It is started once and reused (importing yt-dlp costs more than a small download); at a time
+    limit it is killed with everything it started, and the next request starts a fresh one.
+    """
+
+    RECYCLE_AFTER = 200  # requests, so that a long crawl never accumulates an extractor's leaks
+
+    def __init__(self) -> None:
+        self.served = 0
+        self.proc = subprocess.Popen([sys.executable, "-m", "videonet.fetch"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def fetch(self, url: str, directory: str, limits: FetchLimits) -> str:
+        self.served += 1
+        request = {"url": url, "directory": directory, "limits": asdict(limits)}
+        deadline = time.monotonic() + limits.max_seconds
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            raise FetchError(f"downloader exited (code {self.proc.poll()})") from None
+        fd, data = self.proc.stdout.fileno(), b""
+        while not data.endswith(b"\n"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                self.kill()
+                raise FetchError(f"download took longer than {limits.max_seconds:g} s (stopped)")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                self.kill()
+                raise FetchError(f"downloader exited (code {self.proc.poll()})")
+            data += chunk
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            raise FetchError(f"downloader answered garbage: {data[:80]!r}") from None
+        if "error" in answer:
+            raise FetchError(answer["error"])
+        return answer["path"]
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.served < self.RECYCLE_AFTER
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: ffmpeg helpers go too
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            pipe.close()
+
+
+_idle: list[_Downloader] = []
+_idle_lock = threading.Lock()
+
+
+def _download_bounded(url: str, directory: str, limits: FetchLimits) -> str:
+    """:func:`_download` in a child process that is killed at the wall-time limit."""
+    with _idle_lock:
+        downloader = _idle.pop() if _idle else None
+    if downloader is not None and not downloader.alive():
+        downloader.kill()
+        downloader = None
+    downloader = downloader or _Downloader()
+    answered = False
+    try:
+        path = downloader.fetch(url, directory, limits)
+        answered = True
+        return path
+    except FetchError:
+        answered = True
+        raise
+    finally:  # reuse a child that answered; one interrupted mid-request would answer out of step
+        if answered and downloader.proc.poll() is None:
+            with _idle_lock:
+                _idle.append(downloader)
+        else:
+            downloader.kill()
+
+
+def _child() -> None:
+    """``python -m videonet.fetch``: serve download requests, one JSON line in, one JSON line out."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # anything yt-dlp prints goes to stderr, never into the answers
+    for line in sys.stdin:
+        request = json.loads(line)
+        os.environ["TMPDIR"] = tempfile.tempdir = request["directory"]  # yt-dlp's own temp files too
+        try:
+            answer = {"path": _download(request["url"], request["directory"], FetchLimits(**request["limits"]))}
+        except FetchError as exc:
+            answer = {"error": str(exc)}
+        except Exception as exc:  # an extractor bug is this video's failure, not the run's
+            answer = {"error": _one_line(f"{type(exc).__name__}: {exc}")}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+def _check_local(path: str) -> None:
+    if not os.path.lexists(path):
+        raise FetchError(f"file not found: {path}")
+    if not os.path.exists(path):
+        raise FetchError(f"dangling symlink: {path}")
+    if not os.path.isfile(path):
+        raise FetchError(f"not a regular file: {path}")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise FetchError(f"file not readable: {path} ({exc.strerror})") from None
+
+
 @contextmanager
 def local_video(url: str | None, path: str | None, limits: FetchLimits = FetchLimits()) -> Iterator[str]:
     """Yield a local file for the candidate; any temporary download is deleted afterwards."""
     if path:
-        if not os.path.isfile(path):
-            raise FetchError(f"file not found: {path}")
-        if not os.access(path, os.R_OK):
-            raise FetchError(f"file not readable: {path}")
+        _check_local(path)
         yield path
         return
     if not url:
         raise FetchError("candidate has neither url nor path")
+    if not url.lower().startswith(URL_SCHEMES):
+        raise FetchError(f"url scheme not allowed (http/https only): {url[:80]}")
     directory = tempfile.mkdtemp(prefix="videonet-fetch-")
     try:
-        yield _download(url, directory, limits)
+        yield _download_bounded(url, directory, limits)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    _child()

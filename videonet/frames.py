@@ -78,7 +78,7 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
     """Yield up to ``limit`` frames as 224x224x3 uint8, scaled by the decoder, then stop demuxing."""
     import av
 
-    started = time.monotonic()
+    spent, resumed = 0.0, time.monotonic()  # decode time only: not the time the consumer holds a frame
     with _open(path) as container:
         stream = container.streams.video[0]
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -90,18 +90,41 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
         try:
             for frame in container.decode(stream):
                 w, h = scaled_size(frame.width, frame.height)
-                yield center_crop(frame.to_ndarray(width=w, height=h, format="rgb24"))
+                image = center_crop(frame.to_ndarray(width=w, height=h, format="rgb24"))
+                spent += time.monotonic() - resumed
+                if timeout_s is not None and spent > timeout_s:
+                    raise DecodeError(f"decoding took longer than {timeout_s:g} s")
+                yield image
+                resumed = time.monotonic()
                 produced += 1
                 if produced >= limit:
                     return
-                if timeout_s is not None and time.monotonic() - started > timeout_s:
-                    raise DecodeError(f"decoding took longer than {timeout_s:g} s")
-        except av.FFmpegError as exc:
-            if produced == 0:
-                raise DecodeError(f"corrupt video stream: {exc}") from None
-            return  # truncated file: the frames decoded so far are real frames of the clip
+        except av.FFmpegError as exc:  # a broken or cut-off stream is not a clip to keep, whatever came first
+            raise DecodeError(f"corrupt video stream after {produced} frames: {exc}") from None
         if produced == 0:
             raise DecodeError("no decodable video frames")
+
+
+def check_complete(path: str) -> None:
+    """Refuse a truncated file: fewer video packets than its header lists (demuxed, not decoded).
+
+    A download or copy cut off after a 'moov first' header still probes as the whole clip and
+    decodes cleanly up to the cut; this reads every packet once (cheap: no decoding) to tell.
+    """
+    import av
+
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        listed, held = stream.frames, 0
+        if not listed:  # the container does not say (fragmented mp4, webm): nothing to compare
+            return
+        try:
+            for packet in container.demux(stream):
+                held += packet.size > 0
+        except av.FFmpegError as exc:
+            raise DecodeError(f"corrupt container after {held} of {listed} video packets: {exc}") from None
+        if held < listed:
+            raise DecodeError(f"truncated file: header lists {listed} video frames, the file holds {held}")
 
 
 def naive_frames(path: str, limit: int) -> np.ndarray:

@@ -94,10 +94,13 @@ def commit_part(out: str, part: str, rows: list[dict]) -> None:
 
 
 def recover(out: str) -> list[str]:
-    """Remove what an interrupted run left half-done: temp files and parts without metadata."""
+    """Remove what an interrupted run left half-done: temp files, Beam's temporary audit files and
+    parts without metadata."""
     removed = []
     for directory in (SHARDS, AUDIT, METADATA):
         removed += _list(join(out, directory), "*.tmp")
+    beam_temp = _list(join(out, AUDIT), "beam-temp-*/*")  # a killed run's unfinished audit write
+    removed += beam_temp
     committed = {posixpath.basename(p)[: -len(".parquet")] for p in _list(join(out, METADATA), "*.parquet")}
     for tar in _list(join(out, SHARDS), "*.tar"):
         part = posixpath.basename(tar)[: -len(".tar")]
@@ -108,6 +111,11 @@ def recover(out: str) -> list[str]:
                 removed.append(audit)
     if removed:
         FileSystems.delete(removed)
+    for directory in sorted({posixpath.dirname(p) for p in beam_temp}):
+        try:
+            FileSystems.delete([directory])
+        except Exception:  # object stores have no directories to remove
+            pass
     return removed
 
 

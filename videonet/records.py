@@ -57,14 +57,24 @@ def candidate_key(row: dict) -> str:
     return f"{row.get('wnid') or ''}/{row['id']}"
 
 
+def _text(value):
+    """Strings as valid UTF-8 for Parquet: undecodable bytes kept as surrogate escapes become U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+
+
 def _fields(row: dict, names) -> dict:
-    return {name: row.get(name) for name in names}
+    return {name: _text(row.get(name)) for name in names}
 
 
 def audit_row(candidate: dict, status: str, reason: str, frames_classified: int | None = None) -> dict:
     """One audit row; every status carries a human-readable reason."""
     assert status in STATUSES and reason, (status, reason)
-    return {**_fields(candidate, AUDIT_SCHEMA.names), "status": status, "reason": reason,
+    return {**_fields(candidate, AUDIT_SCHEMA.names), "status": status, "reason": _text(reason),
             "frames_classified": frames_classified}
 
 

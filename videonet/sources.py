@@ -122,9 +122,7 @@ def _read_table(path: str) -> tuple[list[dict], list[dict]]:
         if suffix.endswith(".parquet"):
             frame = pd.read_parquet(io.BytesIO(_read_catalog(path)))
         elif suffix.endswith((".csv", ".tsv")):
-            frame = pd.read_csv(io.BytesIO(_read_catalog(path)), sep="\t" if suffix.endswith(".tsv") else ",",
-                                dtype=str, encoding="utf-8", encoding_errors="surrogateescape",
-                                keep_default_na=False)
+            return _read_csv(_read_catalog(path), "\t" if suffix.endswith(".tsv") else ","), []
         elif suffix.endswith((".jsonl", ".json")):
             return _read_jsonl(_read_catalog(path))
         else:
@@ -134,8 +132,18 @@ def _read_table(path: str) -> tuple[list[dict], list[dict]]:
     except Exception as exc:
         raise UserError(f"catalog {path} cannot be read: {str(exc).splitlines()[0]}") from None
     frame = frame.astype(object).where(frame.notna(), None)
-    start = 2 if suffix.endswith((".csv", ".tsv")) else 0  # csv rows counted as file lines
-    return [{**row, "_row": i + start} for i, row in enumerate(frame.to_dict("records"))], []
+    return [{**row, "_row": i} for i, row in enumerate(frame.to_dict("records"))], []
+
+
+def _read_csv(data: bytes, sep: str) -> list[dict]:
+    """csv/tsv rows as strings, numbered by file line; bytes that are not UTF-8 stay surrogate escapes
+    so that only their row is refused (pandas' parser rejects the whole file for them)."""
+    import csv
+    import io
+
+    text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sep)
+    return [{**{k: v for k, v in row.items() if k is not None}, "_row": reader.line_num} for row in reader]
 
 
 def _has_surrogates(text: str) -> bool:
@@ -158,8 +166,9 @@ def validate_row(row: dict, base: str, root: Path | str | None) -> tuple[dict | 
     if title is None or not str(title).strip():
         return None, "missing title"
     title = str(title)
-    if _has_surrogates(title):
-        return None, "title is not valid UTF-8"
+    for name in ("title", "id", "url", "path", "uploader"):  # they go into Parquet and the resume keys as is
+        if isinstance(row.get(name), str) and _has_surrogates(row[name]):
+            return None, f"{name} is not valid UTF-8"
     url, path = row.get("url") or None, row.get("path") or None
     if not url and not path:
         return None, "neither url nor path given"
@@ -248,7 +257,11 @@ def make_source(spec: str, catalog_root: str | None = None, search_template: str
     if spec == "youtube":
         return YoutubeSource(template=search_template)
     if spec.startswith("catalog:"):
-        return CatalogSource(spec.split(":", 1)[1], root=catalog_root)
+        source = CatalogSource(spec.split(":", 1)[1], root=catalog_root)
+        # Read it once now: an unreadable catalog is a one-line error here, not a crash inside a worker
+        # (a throwaway copy, so the pipeline does not carry the loaded rows to remote workers).
+        CatalogSource(source.path, source.root, source.name).invalid_rows()
+        return source
     if spec == "demo":
         from videonet.demo import build_demo_catalog
 

@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from videonet.classifier import Classifier
 from videonet.fetch import FetchError, FetchLimits, local_video
 from videonet.filter import FRAMES, Scan, scan_clips
-from videonet.frames import DecodeError, probe
+from videonet.frames import DecodeError, check_complete, probe
 from videonet.outputs import WORK, join, write_atomic
 from videonet.records import DECODE_ERROR, DOWNLOAD_ERROR, REJECTED, TOO_SHORT, audit_row, kept_row
 from videonet.rules import duration_verdict, keep_decision
@@ -112,6 +112,11 @@ def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, sett
             result = {"duration": info.duration, "fps": info.fps, "wanted": sorted(wanted)}
             if duration_verdict(info.duration, settings.min_duration) is False:
                 results[i] = {**result, "too_short": True}
+                continue
+            try:
+                check_complete(local)
+            except DecodeError as exc:
+                results[i] = {**result, "error": str(exc)}
                 continue
             results[i] = result
             to_scan.append((i, local, wanted))
