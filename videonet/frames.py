@@ -69,14 +69,21 @@ def scaled_size(width: int, height: int, short_side: int = RESIZE) -> tuple[int,
 
 
 def center_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
+    """Centre crop with torchvision's offsets (``round((h - size) / 2)``), so both paths agree."""
     h, w = image.shape[:2]
-    top, left = (h - size) // 2, (w - size) // 2
+    top, left = int(round((h - size) / 2.0)), int(round((w - size) / 2.0))
     return image[top:top + size, left:left + size]
 
 
 def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: bool = True) -> Iterator[np.ndarray]:
-    """Yield up to ``limit`` frames as 224x224x3 uint8, scaled by the decoder, then stop demuxing."""
+    """Yield up to ``limit`` frames as 224x224x3 uint8, scaled by the decoder, then stop demuxing.
+
+    One swscale context serves the whole clip (``frame.to_ndarray(width=...)`` would build a
+    new one, with its filter tables and a thread pool, for every frame) and it runs
+    single-threaded: clips are decoded in parallel by :func:`videonet.filter.scan_clips`.
+    """
     import av
+    from av.video.reformatter import VideoReformatter
 
     spent, resumed = 0.0, time.monotonic()  # decode time only: not the time the consumer holds a frame
     with _open(path) as container:
@@ -87,10 +94,11 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
         if threads:
             stream.thread_type = "AUTO"
         produced = 0
+        scaler = VideoReformatter()
         try:
             for frame in container.decode(stream):
                 w, h = scaled_size(frame.width, frame.height)
-                image = center_crop(frame.to_ndarray(width=w, height=h, format="rgb24"))
+                image = center_crop(scaler.reformat(frame, width=w, height=h, format="rgb24", threads=1).to_ndarray())
                 spent += time.monotonic() - resumed
                 if timeout_s is not None and spent > timeout_s:
                     raise DecodeError(f"decoding took longer than {timeout_s:g} s")
