@@ -109,3 +109,17 @@ def test_offline_classifier_recognises_real_photos(lite0, demo_dir):
     cat = np.stack(list(iter_frames(str(demo_dir / "chelsea_cat.mp4"), 3)))
     assert {class_name(int(i)) for i in lite0.top1(coffee)[0]} == {"espresso"}
     assert {class_name(int(i)) for i in lite0.top1(cat)[0]} <= {"Egyptian cat", "tabby", "tiger cat"}
+
+
+def test_weights_from_a_url_readable_by_every_worker(random_resnet50, frames, tmp_path, monkeypatch):
+    from localserver import serve
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    base, stop = serve(random_resnet50.parent, [])
+    try:
+        classifier = load_classifier("resnet50", f"{base}/{random_resnet50.name}", device="cpu", precision="fp32")
+        with pytest.raises(UserError, match="cannot download classifier weights"):
+            load_classifier("resnet50", f"{base}/missing.pth", device="cpu")
+    finally:
+        stop()
+    np.testing.assert_array_equal(classifier.top1(frames)[0], _reference_top1(random_resnet50, frames))

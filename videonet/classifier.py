@@ -73,12 +73,18 @@ def resolve_precision(precision: str, device: str) -> str:
 
 
 def _read_state_dict(path: str):
-    """Load a state dict from any path Beam's filesystems can read (local, gs://, s3://, http)."""
+    """Load a state dict from a URL or any path Beam's filesystems can read (local, gs://, s3://)."""
     import io
 
     import torch
     from apache_beam.io.filesystems import FileSystems
 
+    if path.startswith(("http://", "https://")):  # Beam has no HTTP filesystem: torch.hub's cache does it
+        try:
+            state = torch.hub.load_state_dict_from_url(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"cannot download classifier weights {path}: {str(exc).splitlines()[0]}") from None
+        return state.get("state_dict", state)
     try:
         with FileSystems.open(path) as fh:
             data = fh.read()
