@@ -112,6 +112,7 @@ class TrainConfig:
 
     @property
     def warmup_steps(self) -> int:
+        """Linear warmup length in steps (at least one, so the first step never has lr 0)."""
         return max(1, round(self.warmup * self.steps))
 
     def validate(self) -> None:
@@ -125,6 +126,7 @@ class TrainConfig:
             raise UserError("need --steps >= 1, --batch-size >= 2, --views >= 2 and --image-size >= 32")
 
     def build_online(self) -> Online:
+        """A freshly initialised online branch of this shape (the target is a deep copy of its ``net``)."""
         net = VitoNet(self.arch, self.pooling, self.scales, self.proj_hidden, self.proj_dim)
         return Online(net, self.proj_hidden, self.proj_dim)
 
