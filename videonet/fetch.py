@@ -99,32 +99,45 @@ class _Downloader:
     """
 
     RECYCLE_AFTER = 200  # requests, so that a long crawl never accumulates an extractor's leaks
+    STARTUP_S = 120.0
 
     def __init__(self) -> None:
-        self.served = 0
+        self.served, self.ready, self.pending = 0, False, b""
         self.proc = subprocess.Popen([sys.executable, "-m", "videonet.fetch"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
 
-    def fetch(self, url: str, directory: str, limits: FetchLimits) -> str:
-        self.served += 1
-        request = {"url": url, "directory": directory, "limits": asdict(limits)}
-        deadline = time.monotonic() + limits.max_seconds
-        try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
-        except OSError:
-            raise FetchError(f"downloader exited (code {self.proc.poll()})") from None
-        fd, data = self.proc.stdout.fileno(), b""
-        while not data.endswith(b"\n"):
+    def _line(self, seconds: float) -> bytes | None:
+        """The child's next answer line, or None (child killed) if it takes longer than ``seconds``."""
+        deadline, fd = time.monotonic() + seconds, self.proc.stdout.fileno()
+        while not self.pending.endswith(b"\n"):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 self.kill()
-                raise FetchError(f"download took longer than {limits.max_seconds:g} s (stopped)")
+                return None
             chunk = os.read(fd, 65536)
             if not chunk:
                 self.kill()
                 raise FetchError(f"downloader exited (code {self.proc.poll()})")
-            data += chunk
+            self.pending += chunk
+        line, self.pending = self.pending, b""
+        return line
+
+    def fetch(self, url: str, directory: str, limits: FetchLimits) -> str:
+        if not self.ready:  # importing yt-dlp is not part of any download's time
+            if self._line(self.STARTUP_S) is None:
+                raise FetchError(f"downloader did not start within {self.STARTUP_S:g} s")
+            self.ready = True
+        self.served += 1
+        request = {"url": url, "directory": directory, "limits": asdict(limits)}
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            self.kill()
+            raise FetchError(f"downloader exited (code {self.proc.poll()})") from None
+        data = self._line(limits.max_seconds)
+        if data is None:
+            raise FetchError(f"download took longer than {limits.max_seconds:g} s (stopped)")
         try:
             answer = json.loads(data)
         except ValueError:
@@ -179,6 +192,10 @@ def _child() -> None:
     """``python -m videonet.fetch``: serve download requests, one JSON line in, one JSON line out."""
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything yt-dlp prints goes to stderr, never into the answers
+    import yt_dlp  # noqa: F401  (before saying ready: the import is the slow part of starting)
+
+    answers.write("ready\n")
+    answers.flush()
     for line in sys.stdin:
         request = json.loads(line)
         os.environ["TMPDIR"] = tempfile.tempdir = request["directory"]  # yt-dlp's own temp files too
