@@ -9,6 +9,7 @@ Content-Length cannot grow past the size limit (yt-dlp's ``max_filesize`` only c
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import select
@@ -162,6 +163,20 @@ class _Downloader:
 
 _idle: list[_Downloader] = []
 _idle_lock = threading.Lock()
+
+
+@atexit.register
+def _close_idle() -> None:
+    """At exit, end the idle children: end of input stops their loop; one that hangs is killed."""
+    with _idle_lock:
+        downloaders, _idle[:] = list(_idle), []
+    for downloader in downloaders:
+        try:
+            downloader.proc.stdin.close()
+            downloader.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        downloader.kill()
 
 
 def _download_bounded(url: str, directory: str, limits: FetchLimits) -> str:
