@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.shared import Shared
 
 from videonet.candidates import check_duration, dedup_class, hit_candidates, match_title, not_done, video_identity
+from videonet.classifier import ClassifierSpec
 from videonet.outputs import AUDIT, join
 from videonet.records import AUDIT_SCHEMA, INVALID_ROW, SEARCH_ERROR, audit_row
 from videonet.sources import Source
@@ -37,10 +38,7 @@ class CurateConfig:
     settings: FilterSettings
     per_class: int = 5000
     per_term: int = 100
-    classifier: str = "resnet50"
-    weights: str | None = None
-    device: str = "auto"
-    precision: str = "auto"
+    classifier: ClassifierSpec = field(default_factory=ClassifierSpec)
     clip_batch: int = 8
     shard_size: int = 100
     writers: int = 1
@@ -76,10 +74,7 @@ class SearchTitles(beam.DoFn):
 
 def acquire_classifier(shared: Shared, cfg: CurateConfig):
     """The one classifier of this worker process (loaded once, shared by all DoFn instances)."""
-    from videonet.classifier import load_classifier
-
-    return shared.acquire(lambda: load_classifier(cfg.classifier, cfg.weights, cfg.device, cfg.precision),
-                          tag=f"{cfg.classifier}:{cfg.weights}:{cfg.device}:{cfg.precision}")
+    return shared.acquire(cfg.classifier.load, tag=repr(cfg.classifier))
 
 
 class JudgeClips(beam.DoFn):
@@ -167,7 +162,9 @@ def build(pipeline: beam.Pipeline, cfg: CurateConfig, shared: Shared) -> None:
         | "GroupVideo" >> beam.GroupByKey()
         | "ClipJobs" >> beam.MapTuple(lambda identity, cands: (identity, sorted(cands, key=lambda c: c["wnid"])))
         | "SpreadClips" >> beam.Reshuffle()
-        | "BatchClips" >> beam.BatchElements(min_batch_size=1, max_batch_size=cfg.clip_batch)
+        # A fixed batch size (not Beam's adaptive 1..max): memory then depends on --clip-batch, not on
+        # how many clips the run has.
+        | "BatchClips" >> beam.BatchElements(min_batch_size=cfg.clip_batch, max_batch_size=cfg.clip_batch)
         | "JudgeClips" >> beam.ParDo(JudgeClips(cfg, shared)).with_outputs(AUDIT_TAG, main="kept")
     )
     (

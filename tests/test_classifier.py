@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torchvision.transforms.v2.functional import normalize
 
-from videonet.classifier import load_classifier, resolve_device
+from videonet.classifier import cpu_has_bf16, load_classifier, resolve_device, resolve_precision
 from videonet.errors import UserError
 from videonet.frames import iter_frames
 
@@ -123,3 +123,40 @@ def test_weights_from_a_url_readable_by_every_worker(random_resnet50, frames, tm
     finally:
         stop()
     np.testing.assert_array_equal(classifier.top1(frames)[0], _reference_top1(random_resnet50, frames))
+
+
+def _logits(classifier, frames):
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255)
+    x = normalize(x, list(classifier.mean), list(classifier.std)).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        return classifier.model(x)
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "resnet50"])
+def test_batchnorm_folding_keeps_the_outputs(name, random_resnet50, frames):
+    """The fast path's folded net gives the plain net's logits on real frames, with no BatchNorm left."""
+    weights = str(random_resnet50) if name == "resnet50" else None
+    plain = load_classifier(name, weights, device="cpu", precision="fp32", fold=False)
+    folded = load_classifier(name, weights, device="cpu", precision="fp32")
+    count = lambda c: sum(isinstance(m, torch.nn.BatchNorm2d) for m in c.model.modules())  # noqa: E731
+    assert count(plain) > 40 and count(folded) == 0
+    expected, got = _logits(plain, frames), _logits(folded, frames)
+    torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
+    np.testing.assert_array_equal(folded.top1(frames)[0], plain.top1(frames)[0])
+
+
+def test_forward_batches_are_capped_without_changing_results(frames):
+    classifier = load_classifier("efficientnet-lite0", device="cpu", precision="fp32")
+    whole = classifier.top1(frames)
+    classifier.max_batch = 3  # 4 frames: one forward of 3, one of 1
+    split = classifier.top1(frames)
+    np.testing.assert_array_equal(split[0], whole[0])
+    np.testing.assert_allclose(split[1], whole[1], rtol=1e-4)
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it():
+    flags = set(next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "").split())
+    native = bool(flags & {"amx_bf16", "avx512_bf16"})
+    assert cpu_has_bf16() == native
+    assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    assert resolve_precision("auto", "cuda") == "bf16" and resolve_precision("fp32", "cuda") == "fp32"

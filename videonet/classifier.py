@@ -31,9 +31,16 @@ class Classifier:
     std: tuple[float, float, float]
     device: str
     precision: str  # fp32 | bf16 | fp16: autocast dtype for the forward pass
+    max_batch: int = 64  # frames per forward pass: bounds activation memory whatever the clip batch
 
     def top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-1 label and softmax score per frame for a uint8 NHWC batch at classifier size."""
+        if len(frames) > self.max_batch:
+            parts = [self._top1(frames[i:i + self.max_batch]) for i in range(0, len(frames), self.max_batch)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return self._top1(frames)
+
+    def _top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         batch = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
@@ -50,6 +57,20 @@ class Classifier:
         return labels.cpu().numpy(), scores.cpu().numpy()
 
 
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """What to load on each worker (picklable; the weights themselves are read there)."""
+
+    name: str = "resnet50"
+    weights: str | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+
+    def load(self) -> Classifier:
+        return load_classifier(self.name, self.weights, self.device, self.precision, self.compile)
+
+
 def resolve_device(device: str) -> str:
     """``auto`` picks CUDA when present; asking for CUDA without one is a user error."""
     import torch
@@ -63,10 +84,25 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), where bf16 inference is ~2x fp32.
+
+    Elsewhere oneDNN emulates bf16 and it is slower than fp32, so ``auto`` must not pick it.
+    """
+    import torch
+
+    return any(getattr(torch.cpu, probe, lambda: False)()
+               for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto``: bf16 on GPU (tensor cores), fp32 on CPU (exact decisions, and not slower here)."""
+    """``auto``: bf16 on GPU (tensor cores) and on CPUs with native bf16, fp32 elsewhere.
+
+    bf16 changes a frame's top-1 only where the fp32 margin is tiny; ``benchmarks/filter.py
+    --compare-bf16`` measures the agreement (see benchmarks/README.md).
+    """
     if precision == "auto":
-        return "bf16" if device.startswith("cuda") else "fp32"
+        return "bf16" if device.startswith("cuda") or cpu_has_bf16() else "fp32"
     if precision not in ("fp32", "bf16", "fp16"):
         raise UserError(f"--precision {precision!r}: expected auto, fp32, bf16 or fp16")
     return precision
@@ -135,9 +171,48 @@ def _efficientnet_lite0(weights: str | None):
     return model
 
 
+def fold_batchnorm(model: "torch.nn.Module") -> "torch.nn.Module":  # noqa: F821
+    """Fold every BatchNorm that directly follows a convolution into that convolution's weights.
+
+    Why: in inference BatchNorm is a fixed per-channel affine map, yet on CPU it costs about a third
+    of these nets' forward time (a separate pass over every activation). torch's own FX pass
+    (``torch.fx.experimental.optimization.fuse``) matches only modules whose type *is*
+    ``nn.Conv2d``, which misses EfficientNet-lite's padding ``Conv2d`` subclass; this is the same
+    graph rewrite with ``isinstance``, using torch's ``fuse_conv_bn_eval`` for the arithmetic.
+    The model must be in eval mode; outputs equal the unfolded model's up to float rounding.
+    """
+    import torch
+    from torch import fx, nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    class ConvLeafTracer(fx.Tracer):
+        def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
+            return isinstance(module, nn.Conv2d) or super().is_leaf_module(module, qualname)
+
+    graph = fx.GraphModule(model, ConvLeafTracer().trace(model))
+    modules = dict(graph.named_modules())
+    for node in list(graph.graph.nodes):
+        conv = node.args[0] if node.op == "call_module" and node.args else None
+        if (isinstance(modules.get(node.target), nn.BatchNorm2d) and isinstance(conv, fx.Node)
+                and conv.op == "call_module" and isinstance(modules.get(conv.target), nn.Conv2d)
+                and len(conv.users) == 1):
+            parent, _, attr = conv.target.rpartition(".")
+            setattr(graph.get_submodule(parent), attr, fuse_conv_bn_eval(modules[conv.target], modules[node.target]))
+            node.replace_all_uses_with(conv)
+            graph.graph.erase_node(node)
+    graph.delete_all_unused_submodules()
+    graph.recompile()
+    return graph
+
+
 def load_classifier(name: str = "resnet50", weights: str | None = None, device: str = "auto",
-                    precision: str = "auto", compile: bool = False) -> Classifier:
-    """Build the frozen classifier on the chosen device, in eval mode and channels_last."""
+                    precision: str = "auto", compile: bool = False, fold: bool = True) -> Classifier:
+    """Build the frozen classifier on the chosen device, in eval mode and channels_last.
+
+    ``fold`` folds BatchNorm into the convolutions (the fast path; ``False`` keeps the plain
+    torchvision module, the naive reference). ``compile`` wraps it in ``torch.compile``: worth it
+    for long runs on GPU, where the compile time (minutes on a small CPU) is amortised.
+    """
     import torch
 
     if name not in CLASSIFIERS:
@@ -147,9 +222,12 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
         model, mean, std = _resnet50(weights), IMAGENET_MEAN, IMAGENET_STD
     else:
         model, mean, std = _efficientnet_lite0(weights), LITE_MEAN, LITE_STD
-    model = model.eval().to(device).to(memory_format=torch.channels_last)
+    model = model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
+    if fold:
+        model = fold_batchnorm(model)
+    model = model.to(device).to(memory_format=torch.channels_last)
     if compile:
         model = torch.compile(model)
     return Classifier(model, mean, std, device, resolve_precision(precision, device))

@@ -75,7 +75,9 @@ def curate(
     classifier: str = typer.Option("resnet50", help="resnet50 (torchvision) or efficientnet-lite0 (offline weights)."),
     weights: Optional[str] = typer.Option(None, help="Torchvision enum name (IMAGENET1K_V2) or a weights file/URL."),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu or cuda."),
-    precision: str = typer.Option("auto", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
+    precision: str = typer.Option("auto", help="auto (bf16 on GPU and on CPUs with native bf16, else fp32), "
+                                  "fp32, bf16 or fp16."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the classifier (pays off on long GPU runs)."),
     clip_batch: int = typer.Option(8, help="Clips classified together in one batch."),
     shard_size: int = typer.Option(100, help="Kept clips per WebDataset/Parquet shard."),
     shard_writers: int = typer.Option(0, help="Parallel shard writers (0: 1 locally, 32 on distributed runners)."),
@@ -99,7 +101,7 @@ def curate(
     options = CurateOptions(
         out=out, classes=classes, source=source, per_class=per_class, per_term=per_term,
         min_duration=min_duration, frames=frames, chunk=chunk, classifier=classifier, weights=weights,
-        device=device, precision=precision, clip_batch=clip_batch, shard_size=shard_size, shard_writers=shard_writers,
+        device=device, precision=precision, compile=compile, clip_batch=clip_batch, shard_size=shard_size, shard_writers=shard_writers,
         catalog_root=catalog_root, search_template=search_template, demo_dir=demo_dir,
         max_download_mb=max_download_mb, download_timeout_s=download_timeout, decode_timeout_s=decode_timeout,
         runner=runner, beam_args=list(ctx.args), progress=progress)

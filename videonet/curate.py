@@ -28,6 +28,7 @@ class CurateOptions:
     weights: str | None = None
     device: str = "auto"
     precision: str = "auto"
+    compile: bool = False
     clip_batch: int = 8
     shard_size: int = 100
     shard_writers: int = 0  # 0: one on the local runner, 32 on distributed runners
@@ -63,6 +64,7 @@ def is_local(options: CurateOptions) -> bool:
 
 def prepare(options: CurateOptions):
     """Resolve options into the pipeline's config: classes, source, resume state of ``out``."""
+    from videonet.classifier import ClassifierSpec
     from videonet.fetch import FetchLimits
     from videonet.outputs import done_candidates, recover
     from videonet.pipelines.curate import CurateConfig
@@ -89,8 +91,9 @@ def prepare(options: CurateOptions):
                            max_seconds=options.download_timeout_s))
     return CurateConfig(
         classes=classes, source=source, run_id=run_id, settings=settings, per_class=options.per_class,
-        per_term=options.per_term, classifier=options.classifier, weights=options.weights, device=options.device,
-        precision=options.precision, clip_batch=options.clip_batch, shard_size=options.shard_size, done=done,
+        per_term=options.per_term, clip_batch=options.clip_batch,
+        classifier=ClassifierSpec(options.classifier, options.weights, options.device, options.precision,
+                                  options.compile), shard_size=options.shard_size, done=done,
         writers=options.shard_writers or (1 if local else 32), progress=options.progress and local)
 
 
