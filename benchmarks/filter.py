@@ -2,18 +2,20 @@
 
 - fast: :func:`videonet.filter.scan_clips` over all clips at once (decoder-side scaling, decode
   in a thread pool overlapped with batched inference, chunks of --chunk frames, early exit),
-  at the precision ``--precision`` (default ``auto``: what the pipeline uses on this device).
+  BatchNorm folded into the convolutions, at the precision ``--precision`` (default ``auto``:
+  what the pipeline uses on this device: bf16 on GPUs and on CPUs with native bf16).
 - naive: :func:`videonet.filter.naive_scan` clip after clip (full-size decode + torchvision
-  resize, one frame per forward pass, fp32, all N frames).
+  resize, the plain torchvision/lite module, one frame per forward pass, fp32, all N frames).
 
 Same clips (real demo clips queried for classes they show and classes they do not, so both
 early-exit keeps and full-length rejections occur), same weights, interleaved in this process.
 The keep decisions of both sides are compared (they must be identical at fp32); with
 ``--compare-bf16`` the fast path also runs in bf16 and its per-frame top-1 and per-clip decision
-agreement with fp32 is reported, with its speed. ResNet-50 uses random weights (timing only).
+agreement with fp32 is reported, with its speed. ResNet-50 uses random weights unless --resnet-weights is given: timing only, and with no
+class ever matched every clip is scanned to N frames (no early exit: the fast path's worst case).
 
 Usage: ``python benchmarks/filter.py [--classifier efficientnet-lite0 resnet50] [--clips 6]
-[--frames 20] [--chunk 10] [--compare-bf16]``
+[--frames 100] [--chunk 25] [--compare-bf16]``
 """
 
 from __future__ import annotations
@@ -26,30 +28,34 @@ from pathlib import Path
 from common import demo_clips, interleaved, machine_line, queries, target_line
 
 
-def load(name: str, precision: str, tmp: Path):
+def load(name: str, precision: str, tmp: Path, fold: bool = True, resnet_weights: str | None = None):
     import torch
     import torchvision
 
     from videonet.classifier import load_classifier
 
+    if name == "resnet50" and resnet_weights:
+        return load_classifier("resnet50", resnet_weights, device="auto", precision=precision, fold=fold)
     if name == "resnet50":  # random weights through the file-weights path (no download)
         weights = tmp / "resnet50-random.pth"
         if not weights.exists():
             torch.manual_seed(0)
             torch.save(torchvision.models.resnet50().state_dict(), weights)
-        return load_classifier("resnet50", str(weights), device="auto", precision=precision)
-    return load_classifier(name, device="auto", precision=precision)
+        return load_classifier("resnet50", str(weights), device="auto", precision=precision, fold=fold)
+    return load_classifier(name, device="auto", precision=precision, fold=fold)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--classifier", nargs="+", default=["efficientnet-lite0", "resnet50"])
     parser.add_argument("--clips", type=int, default=6)
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--chunk", type=int, default=10)
+    parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--chunk", type=int, default=25)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--compare-bf16", action="store_true")
+    parser.add_argument("--resnet-weights", default=None,
+                        help="e.g. IMAGENET1K_V2 (needs the download) for real ResNet-50 verdicts; default random")
     parser.add_argument("--demo-dir", default=None)
     args = parser.parse_args()
 
@@ -61,7 +67,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="videonet-bench-"))
     ratios = []
     for name in args.classifier:
-        fast_clf, naive_clf = load(name, args.precision, tmp), load(name, "fp32", tmp)
+        fast_clf, naive_clf = (load(name, args.precision, tmp, resnet_weights=args.resnet_weights),
+                              load(name, "fp32", tmp, fold=False, resnet_weights=args.resnet_weights))
         print(f"[{name}] device {fast_clf.device}, fast precision {fast_clf.precision}, naive fp32; "
               f"{len(jobs)} clips x first {args.frames} frames, chunk {args.chunk}")
         fast_clf.top1(__import__("numpy").zeros((2, 224, 224, 3), "uint8"))  # warm-up (oneDNN kernels)
@@ -92,14 +99,16 @@ def main() -> None:
         print(f"  ratio {ratio:.2f}x wall, {timing['naive']['cpu'] / timing['fast']['cpu']:.2f}x cpu time")
         if not same:
             print("  WARNING: decisions differ between the fast and the naive path")
-        if args.compare_bf16 and fast_clf.precision != "bf16":
-            bf16 = load(name, "bf16", tmp)
-            bf16.top1(__import__("numpy").zeros((2, 224, 224, 3), "uint8"))
+        if args.compare_bf16:
+            other = load(name, "fp32" if fast_clf.precision == "bf16" else "bf16", tmp,
+                         resnet_weights=args.resnet_weights)
+            other.top1(__import__("numpy").zeros((2, 224, 224, 3), "uint8"))
+            bf16, fp32 = (fast_clf, other) if fast_clf.precision == "bf16" else (other, fast_clf)
             started = time.perf_counter()
             half = scan_clips(bf16, jobs, args.frames, args.chunk, early_exit=False)
             bf16_s = time.perf_counter() - started
             started = time.perf_counter()
-            full = scan_clips(fast_clf, jobs, args.frames, args.chunk, early_exit=False)
+            full = scan_clips(fp32, jobs, args.frames, args.chunk, early_exit=False)
             fp32_s = time.perf_counter() - started
             agree = sum(a == b for h, f in zip(half, full) for a, b in zip(h.top1, f.top1))
             total = sum(len(f.top1) for f in full)
