@@ -230,5 +230,8 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
     model = model.to(device).to(memory_format=torch.channels_last)
     if compile:
         model = torch.compile(model)
-    return Classifier(model, mean, std, device, resolve_precision(precision, device))
+    # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward; on CPU
+    # batches past ~64 frames only add activation memory.
+    max_batch = 256 if device.startswith("cuda") else 64
+    return Classifier(model, mean, std, device, resolve_precision(precision, device), max_batch)
 
