@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torchvision.transforms.v2.functional import normalize
 
-from videonet.classifier import cpu_has_bf16, load_classifier, resolve_device, resolve_precision
+from videonet.classifier import cpu_has_bf16, fold_batchnorm, load_classifier, resolve_device, resolve_precision
 from videonet.errors import UserError
 from videonet.frames import iter_frames
 
@@ -133,16 +133,30 @@ def _logits(classifier, frames):
 
 
 @pytest.mark.parametrize("name", ["efficientnet-lite0", "resnet50"])
-def test_batchnorm_folding_keeps_the_outputs(name, random_resnet50, frames):
-    """The fast path's folded net gives the plain net's logits on real frames, with no BatchNorm left."""
+def test_fast_path_keeps_the_outputs(name, random_resnet50, frames):
+    """BatchNorm folding leaves no BatchNorm, and the folded, frozen fp32 net gives the plain net's logits."""
     weights = str(random_resnet50) if name == "resnet50" else None
     plain = load_classifier(name, weights, device="cpu", precision="fp32", fold=False)
-    folded = load_classifier(name, weights, device="cpu", precision="fp32")
-    count = lambda c: sum(isinstance(m, torch.nn.BatchNorm2d) for m in c.model.modules())  # noqa: E731
-    assert count(plain) > 40 and count(folded) == 0
-    expected, got = _logits(plain, frames), _logits(folded, frames)
+    count = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # noqa: E731
+    assert count(plain.model) > 40 and count(fold_batchnorm(plain.model)) == 0
+    fast = load_classifier(name, weights, device="cpu", precision="fp32")
+    assert isinstance(fast.model, torch.jit.ScriptModule) and fast.baked
+    expected, got = _logits(plain, frames), _logits(fast, frames)
     torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
-    np.testing.assert_array_equal(folded.top1(frames)[0], plain.top1(frames)[0])
+    np.testing.assert_array_equal(fast.top1(frames)[0], plain.top1(frames)[0])
+
+
+def test_bf16_is_baked_into_the_frozen_cpu_weights(frames):
+    """On CPU the bf16 path casts the weights once (no autocast) and stays close to fp32."""
+    fp32 = load_classifier("efficientnet-lite0", device="cpu", precision="fp32", fold=False)
+    bf16 = load_classifier("efficientnet-lite0", device="cpu", precision="bf16")
+    assert bf16.baked
+    with pytest.raises(RuntimeError):  # the frozen graph holds bf16 weights: fp32 input no longer fits
+        bf16.model(torch.zeros(1, 3, 224, 224).contiguous(memory_format=torch.channels_last))
+    (labels, scores), (ref_labels, ref_scores) = bf16.top1(frames), fp32.top1(frames)
+    np.testing.assert_array_equal(labels, ref_labels)  # the coffee frames are far from any tie
+    assert not np.array_equal(scores, ref_scores)  # rounded in bf16...
+    np.testing.assert_allclose(scores, ref_scores, atol=0.05)  # ...but close
 
 
 def test_forward_batches_are_capped_without_changing_results(frames):

@@ -8,6 +8,7 @@ inside a PyPI package (demos and tests). Failures are one-line ``UserError``s.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,9 @@ class Classifier:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     device: str
-    precision: str  # fp32 | bf16 | fp16: autocast dtype for the forward pass
-    max_batch: int = 64  # frames per forward pass: bounds activation memory whatever the clip batch
+    precision: str  # fp32 | bf16 | fp16: the dtype of the forward pass
+    max_batch: int = 8  # frames per forward pass: bounds activation memory whatever the clip batch
+    baked: bool = False  # the precision is in the (frozen CPU) weights themselves, not applied by autocast
 
     def top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-1 label and softmax score per frame for a uint8 NHWC batch at classifier size."""
@@ -49,8 +51,10 @@ class Classifier:
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         batch = ((batch - mean) / std).contiguous(memory_format=torch.channels_last)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        if self.baked and dtype is not None:
+            batch = batch.to(dtype)
         with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=dtype or torch.float32,
-                                                    enabled=dtype is not None):
+                                                    enabled=dtype is not None and not self.baked):
             logits = self.model(batch).float()
         probs = logits.softmax(dim=1)
         scores, labels = probs.max(dim=1)
@@ -205,13 +209,35 @@ def fold_batchnorm(model: "torch.nn.Module") -> "torch.nn.Module":  # noqa: F821
     return graph
 
 
+def freeze_for_cpu(model: "torch.nn.Module", precision: str) -> "torch.jit.ScriptModule":  # noqa: F821
+    """The CPU fast path: weights cast once to the forward dtype, then traced and frozen by TorchScript.
+
+    Why: freezing turns the weights into constants that oneDNN reorders into its blocked layout once,
+    where the eager module reorders them on every forward and autocast also re-casts fp32 weights
+    to bf16 every time; measured 1.3-1.9x per frame on ResNet-50 in bf16 here (benchmarks/README.md).
+    TorchScript is in maintenance, but its successor ``torch.compile`` took six minutes to compile
+    EfficientNet-lite0 on this CPU for no gain. The trace fixes the input to 224 x 224 frames, which
+    is all the filter feeds it (any batch size).
+    """
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = model.to(dtype)
+    example = torch.zeros(2, 3, 224, 224, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), warnings.catch_warnings():
+        # torch 2.14 flags TorchScript as deprecated on every call; workers would repeat it per load.
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
+
+
 def load_classifier(name: str = "resnet50", weights: str | None = None, device: str = "auto",
                     precision: str = "auto", compile: bool = False, fold: bool = True) -> Classifier:
     """Build the frozen classifier on the chosen device, in eval mode and channels_last.
 
-    ``fold`` folds BatchNorm into the convolutions (the fast path; ``False`` keeps the plain
-    torchvision module, the naive reference). ``compile`` wraps it in ``torch.compile``: worth it
-    for long runs on GPU, where the compile time (minutes on a small CPU) is amortised.
+    ``fold`` is the fast path: BatchNorm folded into the convolutions and, on CPU,
+    :func:`freeze_for_cpu`; ``False`` keeps the plain torchvision module, the naive reference.
+    ``compile`` wraps it in ``torch.compile`` instead of freezing: worth it for long runs on GPU,
+    where the compile time (minutes on a small CPU) is amortised.
     """
     import torch
 
@@ -228,10 +254,15 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
     if fold:
         model = fold_batchnorm(model)
     model = model.to(device).to(memory_format=torch.channels_last)
+    precision = resolve_precision(precision, device)
+    baked = fold and not compile and device == "cpu"
     if compile:
         model = torch.compile(model)
-    # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward; on CPU
-    # batches past ~64 frames only add activation memory.
-    max_batch = 256 if device.startswith("cuda") else 64
-    return Classifier(model, mean, std, device, resolve_precision(precision, device), max_batch)
+    elif baked:
+        model = freeze_for_cpu(model, precision)
+    # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward. On CPU
+    # small batches are fastest per frame: the activations of 8 frames stay in cache, those of 48
+    # do not (ResNet-50 bf16 here: 8 frames 1.9x faster per frame than 48, benchmarks/README.md).
+    max_batch = 256 if device.startswith("cuda") else 8
+    return Classifier(model, mean, std, device, precision, max_batch, baked)
 
