@@ -159,6 +159,14 @@ def test_bf16_is_baked_into_the_frozen_cpu_weights(frames):
     np.testing.assert_allclose(scores, ref_scores, atol=0.05)  # ...but close
 
 
+def test_fp16_on_cpu_stays_on_autocast(frames):
+    """Only fp32 and bf16 are frozen on CPU; fp16 runs the folded eager net under autocast."""
+    fp16 = load_classifier("efficientnet-lite0", device="cpu", precision="fp16")
+    fp32 = load_classifier("efficientnet-lite0", device="cpu", precision="fp32", fold=False)
+    assert not fp16.baked
+    np.testing.assert_array_equal(fp16.top1(frames)[0], fp32.top1(frames)[0])
+
+
 def test_forward_batches_are_capped_without_changing_results(frames):
     classifier = load_classifier("efficientnet-lite0", device="cpu", precision="fp32")
     whole = classifier.top1(frames)

@@ -50,11 +50,11 @@ class Classifier:
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         batch = ((batch - mean) / std).contiguous(memory_format=torch.channels_last)
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        if self.baked and dtype is not None:
+        dtype = forward_dtype(self.precision)
+        if self.baked:
             batch = batch.to(dtype)
-        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=dtype or torch.float32,
-                                                    enabled=dtype is not None and not self.baked):
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=dtype,
+                                                    enabled=self.precision != "fp32" and not self.baked):
             logits = self.model(batch).float()
         probs = logits.softmax(dim=1)
         scores, labels = probs.max(dim=1)
@@ -73,6 +73,13 @@ class ClassifierSpec:
 
     def load(self) -> Classifier:
         return load_classifier(self.name, self.weights, self.device, self.precision, self.compile)
+
+
+def forward_dtype(precision: str) -> "torch.dtype":  # noqa: F821
+    """The torch dtype of a resolved precision (fp32, bf16 or fp16)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def resolve_device(device: str) -> str:
@@ -217,11 +224,11 @@ def freeze_for_cpu(model: "torch.nn.Module", precision: str) -> "torch.jit.Scrip
     to bf16 every time; measured 1.3-1.9x per frame on ResNet-50 in bf16 here (benchmarks/README.md).
     TorchScript is in maintenance, but its successor ``torch.compile`` took six minutes to compile
     EfficientNet-lite0 on this CPU for no gain. The trace fixes the input to 224 x 224 frames, which
-    is all the filter feeds it (any batch size).
+    is all the filter feeds it (any batch size). Only fp32 and bf16: fp16 on CPU stays on autocast.
     """
     import torch
 
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = forward_dtype(precision)
     model = model.to(dtype)
     example = torch.zeros(2, 3, 224, 224, dtype=dtype).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode(), warnings.catch_warnings():
@@ -255,14 +262,14 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
         model = fold_batchnorm(model)
     model = model.to(device).to(memory_format=torch.channels_last)
     precision = resolve_precision(precision, device)
-    baked = fold and not compile and device == "cpu"
+    baked = fold and not compile and device == "cpu" and precision in ("fp32", "bf16")
     if compile:
         model = torch.compile(model)
     elif baked:
         model = freeze_for_cpu(model, precision)
     # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward. On CPU
     # small batches are fastest per frame: the activations of 8 frames stay in cache, those of 48
-    # do not (ResNet-50 bf16 here: 8 frames 1.9x faster per frame than 48, benchmarks/README.md).
+    # do not (frozen ResNet-50 bf16 here: 8 frames 1.75x faster per frame than 48, benchmarks/README.md).
     max_batch = 256 if device.startswith("cuda") else 8
     return Classifier(model, mean, std, device, precision, max_batch, baked)
 
