@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -24,8 +25,9 @@ FRAME_SCALE = (0.5, 1.0)  # side of a clip's first and last window, as a fractio
 CROP_SCALE = (0.2, 0.45)  # side of a labelled crop, same unit
 
 
+@lru_cache(maxsize=None)
 def photo(name: str) -> np.ndarray:
-    """The sample photo as ``(H, W, 3)`` uint8 RGB (greyscale photos repeated over 3 channels)."""
+    """The sample photo as ``(H, W, 3)`` uint8 RGB (greyscale photos repeated over 3 channels); read once per process."""
     from skimage import data
 
     image = getattr(data, name)()
