@@ -10,7 +10,8 @@ import torch
 import torchvision
 from torchvision.transforms.v2.functional import normalize
 
-from videonet.classifier import cpu_has_bf16, fold_batchnorm, load_classifier, resolve_device, resolve_precision
+from videonet.classifier import cpu_has_bf16, load_classifier, resolve_device, resolve_precision
+from videonet.cpu_graph import OneDNNConv2d, fold_batchnorm, fuse_onednn
 from videonet.errors import UserError
 from videonet.frames import iter_frames
 
@@ -134,24 +135,75 @@ def _logits(classifier, frames):
 
 @pytest.mark.parametrize("name", ["efficientnet-lite0", "resnet50"])
 def test_fast_path_keeps_the_outputs(name, random_resnet50, frames):
-    """BatchNorm folding leaves no BatchNorm, and the folded, frozen fp32 net gives the plain net's logits."""
+    """BatchNorm folding leaves no BatchNorm, and the folded, fused fp32 net gives the plain net's logits."""
     weights = str(random_resnet50) if name == "resnet50" else None
     plain = load_classifier(name, weights, device="cpu", precision="fp32", fold=False)
-    count = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # noqa: E731
-    assert count(plain.model) > 40 and count(fold_batchnorm(plain.model)) == 0
+    count = lambda m, kind: sum(isinstance(x, kind) for x in m.modules())  # noqa: E731
+    assert count(plain.model, torch.nn.BatchNorm2d) > 40 and count(fold_batchnorm(plain.model), torch.nn.BatchNorm2d) == 0
     fast = load_classifier(name, weights, device="cpu", precision="fp32")
-    assert isinstance(fast.model, torch.jit.ScriptModule) and fast.baked
+    assert fast.baked and count(fast.model, torch.nn.BatchNorm2d) == 0
+    if name == "resnet50":  # every convolution fused, with every ReLU and residual add
+        assert count(fast.model, OneDNNConv2d) == count(plain.model, torch.nn.Conv2d) == 53
+        assert count(fast.model, torch.nn.ReLU) == 0
     expected, got = _logits(plain, frames), _logits(fast, frames)
     torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
     np.testing.assert_array_equal(fast.top1(frames)[0], plain.top1(frames)[0])
 
 
-def test_bf16_is_baked_into_the_frozen_cpu_weights(frames):
+class _Patterns(torch.nn.Module):
+    """Every shape of convolution the oneDNN fusion matches, and one it must leave alone."""
+
+    class PaddedConv(torch.nn.Conv2d):  # a subclass with its own forward: not "plain", not fused
+        def forward(self, x):
+            return super().forward(torch.nn.functional.pad(x, (0, 1, 0, 1)))
+
+    def __init__(self):
+        super().__init__()
+        conv = torch.nn.Conv2d
+        self.stem, self.relu = conv(3, 16, 7, stride=2, padding=3), torch.nn.ReLU()
+        self.depthwise = conv(16, 16, 3, padding=1, groups=16, bias=False)  # + F.relu
+        self.pointwise = conv(16, 16, 1)  # the second operand of a residual add, then a ReLU module
+        self.dilated = conv(16, 16, 3, padding=2, dilation=2)  # alone: no activation after it
+        self.downsample = conv(16, 32, 1, stride=2)  # + add of another conv's output + relu method
+        self.strided = conv(16, 32, 3, stride=2, padding=1)  # that other conv: fused alone
+        self.padded = self.PaddedConv(32, 8, 2)
+        self.head = conv(8, 4, 1)  # + ReLU whose input is also used elsewhere: only the conv fuses
+
+    def forward(self, x):
+        x = self.relu(self.stem(x))
+        y = torch.nn.functional.relu(self.depthwise(x))
+        x = self.relu(x + self.pointwise(y))
+        x = self.dilated(x)
+        x = (self.downsample(x) + self.strided(x)).relu()
+        h = self.head(self.padded(x))
+        return torch.relu(h) + h
+
+
+def test_onednn_fusion_matches_the_unfused_graph():
+    """Each fused pattern computes what the separate ops did, in fp32 and (rounded) in bf16."""
+    torch.manual_seed(0)
+    model = _Patterns().eval()
+    x = torch.randn(3, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected = model(x)
+        fused32 = fuse_onednn(fold_batchnorm(model), torch.float32, batch=3)
+        convs = {type(m).__name__ for m in fused32.modules() if isinstance(m, (torch.nn.Conv2d, OneDNNConv2d))}
+        assert sum(isinstance(m, OneDNNConv2d) for m in fused32.modules()) == 7 and convs == {"OneDNNConv2d", "PaddedConv"}
+        assert not any(n.target is torch.nn.functional.relu for n in fused32.graph.nodes)  # fused away
+        torch.testing.assert_close(fused32(x), expected, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(fused32(x[:1]), expected[:1], rtol=1e-4, atol=1e-4)  # another batch size
+        fused16 = fuse_onednn(fold_batchnorm(model).to(torch.bfloat16), torch.bfloat16, batch=3)
+        got16 = fused16(x.to(torch.bfloat16)).float()
+    assert not torch.equal(got16, expected)  # it ran in bf16...
+    torch.testing.assert_close(got16, expected, rtol=0.05, atol=0.05 * expected.abs().max().item())  # ...close
+
+
+def test_bf16_is_baked_into_the_cpu_weights(frames):
     """On CPU the bf16 path casts the weights once (no autocast) and stays close to fp32."""
     fp32 = load_classifier("efficientnet-lite0", device="cpu", precision="fp32", fold=False)
     bf16 = load_classifier("efficientnet-lite0", device="cpu", precision="bf16")
     assert bf16.baked
-    with pytest.raises(RuntimeError):  # the frozen graph holds bf16 weights: fp32 input no longer fits
+    with pytest.raises(RuntimeError):  # the graph holds bf16 weights: fp32 input no longer fits
         bf16.model(torch.zeros(1, 3, 224, 224).contiguous(memory_format=torch.channels_last))
     (labels, scores), (ref_labels, ref_scores) = bf16.top1(frames), fp32.top1(frames)
     np.testing.assert_array_equal(labels, ref_labels)  # the coffee frames are far from any tie
@@ -160,7 +212,7 @@ def test_bf16_is_baked_into_the_frozen_cpu_weights(frames):
 
 
 def test_fp16_on_cpu_stays_on_autocast(frames):
-    """Only fp32 and bf16 are frozen on CPU; fp16 runs the folded eager net under autocast."""
+    """Only fp32 and bf16 are baked into the CPU weights; fp16 runs the folded eager net under autocast."""
     fp16 = load_classifier("efficientnet-lite0", device="cpu", precision="fp16")
     fp32 = load_classifier("efficientnet-lite0", device="cpu", precision="fp32", fold=False)
     assert not fp16.baked

@@ -8,7 +8,6 @@ inside a PyPI package (demos and tests). Failures are one-line ``UserError``s.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +32,7 @@ class Classifier:
     device: str
     precision: str  # fp32 | bf16 | fp16: the dtype of the forward pass
     max_batch: int = 8  # frames per forward pass: bounds activation memory whatever the clip batch
-    baked: bool = False  # the precision is in the (frozen CPU) weights themselves, not applied by autocast
+    baked: bool = False  # the precision is in the (CPU fast path's) weights themselves, not applied by autocast
 
     def top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-1 label and softmax score per frame for a uint8 NHWC batch at classifier size."""
@@ -182,71 +181,19 @@ def _efficientnet_lite0(weights: str | None):
     return model
 
 
-def fold_batchnorm(model: "torch.nn.Module") -> "torch.nn.Module":  # noqa: F821
-    """Fold every BatchNorm that directly follows a convolution into that convolution's weights.
-
-    Why: in inference BatchNorm is a fixed per-channel affine map, yet on CPU it costs about a third
-    of these nets' forward time (a separate pass over every activation). torch's own FX pass
-    (``torch.fx.experimental.optimization.fuse``) matches only modules whose type *is*
-    ``nn.Conv2d``, which misses EfficientNet-lite's padding ``Conv2d`` subclass; this is the same
-    graph rewrite with ``isinstance``, using torch's ``fuse_conv_bn_eval`` for the arithmetic.
-    The model must be in eval mode; outputs equal the unfolded model's up to float rounding.
-    """
-    import torch
-    from torch import fx, nn
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    class ConvLeafTracer(fx.Tracer):
-        def is_leaf_module(self, module: nn.Module, qualname: str) -> bool:
-            return isinstance(module, nn.Conv2d) or super().is_leaf_module(module, qualname)
-
-    graph = fx.GraphModule(model, ConvLeafTracer().trace(model))
-    modules = dict(graph.named_modules())
-    for node in list(graph.graph.nodes):
-        conv = node.args[0] if node.op == "call_module" and node.args else None
-        if (isinstance(modules.get(node.target), nn.BatchNorm2d) and isinstance(conv, fx.Node)
-                and conv.op == "call_module" and isinstance(modules.get(conv.target), nn.Conv2d)
-                and len(conv.users) == 1):
-            parent, _, attr = conv.target.rpartition(".")
-            setattr(graph.get_submodule(parent), attr, fuse_conv_bn_eval(modules[conv.target], modules[node.target]))
-            node.replace_all_uses_with(conv)
-            graph.graph.erase_node(node)
-    graph.delete_all_unused_submodules()
-    graph.recompile()
-    return graph
-
-
-def freeze_for_cpu(model: "torch.nn.Module", precision: str) -> "torch.jit.ScriptModule":  # noqa: F821
-    """The CPU fast path: weights cast once to the forward dtype, then traced and frozen by TorchScript.
-
-    Why: freezing turns the weights into constants that oneDNN reorders into its blocked layout once,
-    where the eager module reorders them on every forward and autocast also re-casts fp32 weights
-    to bf16 every time; measured 1.3-1.9x per frame on ResNet-50 in bf16 here (benchmarks/README.md).
-    TorchScript is in maintenance, but its successor ``torch.compile`` took six minutes to compile
-    EfficientNet-lite0 on this CPU for no gain. The trace fixes the input to 224 x 224 frames, which
-    is all the filter feeds it (any batch size). Only fp32 and bf16: fp16 on CPU stays on autocast.
-    """
-    import torch
-
-    dtype = forward_dtype(precision)
-    model = model.to(dtype)
-    example = torch.zeros(2, 3, 224, 224, dtype=dtype).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), warnings.catch_warnings():
-        # torch 2.14 flags TorchScript as deprecated on every call; workers would repeat it per load.
-        warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
-
-
 def load_classifier(name: str = "resnet50", weights: str | None = None, device: str = "auto",
                     precision: str = "auto", compile: bool = False, fold: bool = True) -> Classifier:
     """Build the frozen classifier on the chosen device, in eval mode and channels_last.
 
-    ``fold`` is the fast path: BatchNorm folded into the convolutions and, on CPU,
-    :func:`freeze_for_cpu`; ``False`` keeps the plain torchvision module, the naive reference.
-    ``compile`` wraps it in ``torch.compile`` instead of freezing: worth it for long runs on GPU,
-    where the compile time (minutes on a small CPU) is amortised.
+    ``fold`` is the fast path: BatchNorm folded into the convolutions and, on CPU, the weights cast
+    once to the forward dtype and each convolution fused with the ReLU / residual add after it
+    (:mod:`videonet.cpu_graph`); ``False`` keeps the plain torchvision module, the naive reference.
+    ``compile`` wraps it in ``torch.compile`` instead: worth it for long runs on GPU, where the
+    compile time (minutes on a small CPU) is amortised.
     """
     import torch
+
+    from videonet.cpu_graph import fold_batchnorm, fuse_onednn
 
     if name not in CLASSIFIERS:
         raise UserError(f"--classifier {name!r}: expected one of {', '.join(CLASSIFIERS)}")
@@ -262,14 +209,16 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
         model = fold_batchnorm(model)
     model = model.to(device).to(memory_format=torch.channels_last)
     precision = resolve_precision(precision, device)
+    # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward. On CPU
+    # small batches are fastest per frame: the activations of 8 frames stay in cache, those of 48
+    # do not (ResNet-50 bf16 here: 8 frames 1.75x faster per frame than 48, benchmarks/README.md).
+    max_batch = 256 if device.startswith("cuda") else 8
+    # fp16 on CPU stays on autocast: the fused oneDNN path is built and tested for fp32 and bf16 only.
     baked = fold and not compile and device == "cpu" and precision in ("fp32", "bf16")
     if compile:
         model = torch.compile(model)
     elif baked:
-        model = freeze_for_cpu(model, precision)
-    # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward. On CPU
-    # small batches are fastest per frame: the activations of 8 frames stay in cache, those of 48
-    # do not (frozen ResNet-50 bf16 here: 8 frames 1.75x faster per frame than 48, benchmarks/README.md).
-    max_batch = 256 if device.startswith("cuda") else 8
+        dtype = forward_dtype(precision)
+        model = fuse_onednn(model.to(dtype), dtype, max_batch)
     return Classifier(model, mean, std, device, precision, max_batch, baked)
 
