@@ -2,7 +2,8 @@
 
 - fast: :func:`videonet.filter.scan_clips` over all clips at once (decoder-side scaling, decode
   in a thread pool overlapped with batched inference, chunks of --chunk frames, early exit),
-  BatchNorm folded into the convolutions (on CPU: frozen with TorchScript, 8 frames per forward),
+  BatchNorm folded into the convolutions (on CPU: weights laid out once for oneDNN, convolutions
+  fused with their activation / residual add, 8 frames per forward),
   at the precision ``--precision`` (default ``auto``: what the pipeline uses on this device: bf16
   on GPUs and on CPUs with native bf16).
 - naive: :func:`videonet.filter.naive_scan` clip after clip (full-size decode + torchvision

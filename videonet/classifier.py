@@ -211,7 +211,7 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
     precision = resolve_precision(precision, device)
     # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward. On CPU
     # small batches are fastest per frame: the activations of 8 frames stay in cache, those of 48
-    # do not (ResNet-50 bf16 here: 8 frames 1.75x faster per frame than 48, benchmarks/README.md).
+    # do not (ResNet-50 bf16 here: 8 frames up to 1.75x faster per frame than 48, benchmarks/README.md).
     max_batch = 256 if device.startswith("cuda") else 8
     # fp16 on CPU stays on autocast: the fused oneDNN path is built and tested for fp32 and bf16 only.
     baked = fold and not compile and device == "cpu" and precision in ("fp32", "bf16")

@@ -78,7 +78,7 @@ def curate(
     precision: str = typer.Option("auto", help="auto (bf16 on GPU and on CPUs with native bf16, else fp32), "
                                   "fp32, bf16 or fp16."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the classifier instead of the CPU "
-                                 "TorchScript freeze (pays off on long GPU runs)."),
+                                 "oneDNN fusion (pays off on long GPU runs)."),
     clip_batch: int = typer.Option(8, help="Clips classified together in one batch."),
     shard_size: int = typer.Option(100, help="Kept clips per WebDataset/Parquet shard."),
     shard_writers: int = typer.Option(0, help="Parallel shard writers (0: 1 locally, 32 on distributed runners)."),
