@@ -19,6 +19,7 @@ from apache_beam.utils.shared import Shared
 
 from videonet.candidates import check_duration, dedup_class, hit_candidates, match_title, not_done, video_identity
 from videonet.classifier import ClassifierSpec
+from videonet.fetch import sweep_stale_downloads
 from videonet.outputs import AUDIT, join
 from videonet.records import AUDIT_SCHEMA, INVALID_ROW, SEARCH_ERROR, audit_row
 from videonet.sources import Source
@@ -84,6 +85,7 @@ class JudgeClips(beam.DoFn):
         self.cfg, self.shared = cfg, shared
 
     def setup(self):
+        sweep_stale_downloads()  # what a killed worker on this machine left in the temp dir
         self.classifier = acquire_classifier(self.shared, self.cfg)
         self.bar = None
         if self.cfg.progress:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 
 from conftest import curate_options
 from localserver import serve
-from videonet.fetch import FetchError, FetchLimits, local_video
+from videonet.fetch import FETCH_PREFIX, FetchError, FetchLimits, local_video, sweep_stale_downloads
 from videonet.outputs import read_audit, read_metadata
 from videonet.sources import YoutubeSource
 
@@ -41,6 +45,25 @@ def test_download_through_yt_dlp_and_cleanup(server):
         with open(path, "rb") as fh:
             assert fh.read(12)[4:8] == b"ftyp"
     assert not shutil.os.path.exists(path)  # the temporary download is gone
+
+
+def test_a_killed_download_is_swept_by_the_next_run(server, tmp_path):
+    """SIGKILL skips the ``finally`` that removes a download; the next run's sweep removes it instead."""
+    holder = ("import sys, time\nfrom videonet.fetch import local_video\n"
+              "with local_video(sys.argv[1], None) as path:\n    print(path, flush=True)\n    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", holder, server + "/cat.mp4"], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    video = proc.stdout.readline().strip()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = os.path.dirname(video)
+    assert os.path.getsize(video) > 1000 and os.path.dirname(left) == str(tmp_path)  # the kill left it behind
+    live = tmp_path / f"{FETCH_PREFIX}{os.uname().nodename}-{os.getpid()}-abc"  # this process: alive
+    other_host = tmp_path / f"{FETCH_PREFIX}elsewhere-{proc.pid}-abc"  # same dead pid, another machine
+    for keep in (live, other_host):
+        keep.mkdir()
+    assert sweep_stale_downloads(str(tmp_path)) == [os.path.basename(left)]
+    assert not os.path.exists(left) and live.exists() and other_host.exists()
 
 
 @pytest.mark.parametrize("suffix, needle", [("/status/404", "404"), ("/status/500", "500"), ("/nothing.mp4", "404")])

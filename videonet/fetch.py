@@ -1,7 +1,8 @@
 """Fetch a candidate's video to a local file: a catalog path as is, a URL through yt-dlp.
 
 Downloads are bounded (format <= 360p, size and wall-time limits) and live in a temporary
-directory that is removed on every path out, success or failure. yt-dlp runs in a reused child
+directory that is removed on every path out, success or failure; the directories of a process
+that was killed (SIGKILL, OOM) are swept by the next run on the same machine. yt-dlp runs in a reused child
 process (an argument list, never a shell) that is killed at the wall-time limit: a server that stalls or
 trickles bytes below yt-dlp's socket timeout cannot hold a worker, and a response without a
 Content-Length cannot grow past the size limit (yt-dlp's ``max_filesize`` only checks a known length).
@@ -15,6 +16,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -238,6 +240,39 @@ def _check_local(path: str) -> None:
         raise FetchError(f"file not readable: {path} ({exc.strerror})") from None
 
 
+FETCH_PREFIX = "videonet-fetch-"
+
+
+def _owner_prefix(pid: int) -> str:
+    """Temp dir names carry host and pid, so a sweep only touches dirs of dead processes on this host."""
+    return f"{FETCH_PREFIX}{socket.gethostname()}-{pid}-"
+
+
+def sweep_stale_downloads(root: str | None = None) -> list[str]:
+    """Remove this host's download dirs whose process is gone (killed before its ``finally`` ran).
+
+    Why: ``local_video`` removes its directory on every way out of Python, but not when the
+    process is killed outright; without this, each SIGKILLed worker would leave a partial video
+    in the temp dir for good. Dirs of live processes, and of other hosts sharing the temp dir,
+    are left alone.
+    """
+    root = root or tempfile.gettempdir()
+    mine = _owner_prefix(0)[:-2]  # "videonet-fetch-<host>-"
+    removed = []
+    for name in os.listdir(root):
+        pid = name[len(mine):].split("-", 1)[0] if name.startswith(mine) else ""
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            removed.append(name)
+        except PermissionError:  # alive, owned by another user
+            pass
+    return removed
+
+
 @contextmanager
 def local_video(url: str | None, path: str | None, limits: FetchLimits = FetchLimits()) -> Iterator[str]:
     """Yield a local file for the candidate; any temporary download is deleted afterwards."""
@@ -249,7 +284,7 @@ def local_video(url: str | None, path: str | None, limits: FetchLimits = FetchLi
         raise FetchError("candidate has neither url nor path")
     if not url.lower().startswith(URL_SCHEMES):
         raise FetchError(f"url scheme not allowed (http/https only): {url[:80]}")
-    directory = tempfile.mkdtemp(prefix="videonet-fetch-")
+    directory = tempfile.mkdtemp(prefix=_owner_prefix(os.getpid()))
     try:
         yield _download_bounded(url, directory, limits)
     finally:
