@@ -191,6 +191,7 @@ def fuse_onednn(graph: fx.GraphModule, dtype: torch.dtype, batch: int) -> fx.Gra
     with torch.inference_mode():
         ShapeProp(graph).propagate(example)  # every node's output shape: the convolutions' input sizes
     modules = dict(graph.named_modules())
+    fused_count = 0
     for node in list(graph.graph.nodes):
         conv = conv_call(node, graph, modules)
         if conv is None:
@@ -205,10 +206,10 @@ def fuse_onednn(graph: fx.GraphModule, dtype: torch.dtype, batch: int) -> fx.Gra
                 after = _only_user(user)
                 if after is not None and activation(after, modules) == ("relu", []):
                     chain, act = chain + [after], ("relu", [])
-        elif user is not None and activation(user, modules) is not None:
-            chain, act = [node, user], activation(user, modules)
+        elif user is not None and (act := activation(user, modules)) is not None:
+            chain = [node, user]
         fused = OneDNNConv2d(conv, list(conv.input.meta["tensor_meta"].shape), act, residual is not None, dtype)
-        name = f"onednn_conv_{sum(isinstance(m, OneDNNConv2d) for m in graph.modules())}"
+        name, fused_count = f"onednn_conv_{fused_count}", fused_count + 1
         graph.add_module(name, fused)
         with graph.graph.inserting_after(chain[-1]):
             new = graph.graph.call_module(name, (conv.input,) if residual is None else (conv.input, residual))

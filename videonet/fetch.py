@@ -243,9 +243,9 @@ def _check_local(path: str) -> None:
 FETCH_PREFIX = "videonet-fetch-"
 
 
-def _owner_prefix(pid: int) -> str:
+def _host_prefix() -> str:
     """Temp dir names carry host and pid, so a sweep only touches dirs of dead processes on this host."""
-    return f"{FETCH_PREFIX}{socket.gethostname()}-{pid}-"
+    return f"{FETCH_PREFIX}{socket.gethostname()}-"
 
 
 def sweep_stale_downloads(root: str | None = None) -> list[str]:
@@ -257,7 +257,7 @@ def sweep_stale_downloads(root: str | None = None) -> list[str]:
     are left alone.
     """
     root = root or tempfile.gettempdir()
-    mine = _owner_prefix(0)[:-2]  # "videonet-fetch-<host>-"
+    mine = _host_prefix()
     removed = []
     for name in os.listdir(root):
         pid = name[len(mine):].split("-", 1)[0] if name.startswith(mine) else ""
@@ -284,7 +284,7 @@ def local_video(url: str | None, path: str | None, limits: FetchLimits = FetchLi
         raise FetchError("candidate has neither url nor path")
     if not url.lower().startswith(URL_SCHEMES):
         raise FetchError(f"url scheme not allowed (http/https only): {url[:80]}")
-    directory = tempfile.mkdtemp(prefix=_owner_prefix(os.getpid()))
+    directory = tempfile.mkdtemp(prefix=f"{_host_prefix()}{os.getpid()}-")
     try:
         yield _download_bounded(url, directory, limits)
     finally:
