@@ -61,7 +61,7 @@ def machine_line() -> str:
 
 def demo_clips(directory: str | None = None) -> Path:
     """The real demo clips (built once into ``directory`` or a cache dir); returns their folder."""
-    from videonet.demo import build_demo_catalog
+    from videonet.curation.search.demo import build_demo_catalog
 
     path = Path(directory or Path(tempfile.gettempdir()) / "videonet-bench-demo")
     return build_demo_catalog(path).parent

@@ -1,8 +1,8 @@
 """Decode the first N frames at classifier resolution: fast path vs naive, frames/s and the ratio.
 
-- fast: :func:`videonet.frames.iter_frames` (one swscale context per clip doing YUV->RGB and
+- fast: :func:`videonet.curation.judge.frames.iter_frames` (one swscale context per clip doing YUV->RGB and
   the resize in one pass, decoder frame threading, stop after N frames).
-- naive: :func:`videonet.frames.naive_frames` (full-resolution RGB numpy frames, then a
+- naive: :func:`videonet.curation.judge.frames.naive_frames` (full-resolution RGB numpy frames, then a
   torchvision antialiased resize + centre crop per frame).
 
 Both run on the same real demo clips (320x240 photo pans, bikes 640x272, Big Buck Bunny
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--demo-dir", default=None)
     args = parser.parse_args()
 
-    from videonet.frames import iter_frames, naive_frames
+    from videonet.curation.judge.frames import iter_frames, naive_frames
 
     print(machine_line())
     clips = demo_clips(args.demo_dir)

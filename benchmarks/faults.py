@@ -30,8 +30,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", help="Work in this directory and keep it (default: a temporary one, removed).")
     args = parser.parse_args()
-    from videonet.curate import curate
-    from videonet.demo import build_demo_catalog
+    from videonet.curation.run import curate
+    from videonet.curation.search.demo import build_demo_catalog
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="videonet-faults-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -45,13 +45,13 @@ def main() -> int:
         print(f"built {len(kit.faults)} catalog rows in {time.monotonic() - started:.1f} s", flush=True)
         clean = work / "clean-run"
         shutil.rmtree(clean, ignore_errors=True)
-        curate(faultkit.options(clean, kit, kit.clean, faultkit.GOOD_CLASSES))
+        curate(*faultkit.options(clean, kit, kit.clean, faultkit.GOOD_CLASSES))
         hostile = work / "fault-run"
         shutil.rmtree(hostile, ignore_errors=True)
         crashed = None
         started = time.monotonic()
         try:
-            curate(faultkit.options(hostile, kit, kit.faults_csv, faultkit.FAULT_CLASSES))
+            curate(*faultkit.options(hostile, kit, kit.faults_csv, faultkit.FAULT_CLASSES))
         except Exception as exc:  # the count the suite exists for: this must never happen
             traceback.print_exc()
             crashed = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]

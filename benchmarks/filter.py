@@ -1,12 +1,12 @@
 """Clips/s through decode + classify + keep decision: fast path vs a naive per-clip loop.
 
-- fast: :func:`videonet.filter.scan_clips` over all clips at once (decoder-side scaling, decode
+- fast: :func:`videonet.curation.judge.scan.scan_clips` over all clips at once (decoder-side scaling, decode
   in a thread pool overlapped with batched inference, chunks of --chunk frames, early exit),
   BatchNorm folded into the convolutions (on CPU: weights laid out once for oneDNN, convolutions
   fused with their activation / residual add, 8 frames per forward),
   at the precision ``--precision`` (default ``auto``: what the pipeline uses on this device: bf16
   on GPUs and on CPUs with native bf16).
-- naive: :func:`videonet.filter.naive_scan` clip after clip (full-size decode + torchvision
+- naive: :func:`videonet.curation.judge.scan.naive_scan` clip after clip (full-size decode + torchvision
   resize, the plain torchvision/lite module, one frame per forward pass, fp32, all N frames).
 
 Same clips (real demo clips queried for classes they show and classes they do not, so both
@@ -34,7 +34,7 @@ def load(name: str, precision: str, tmp: Path, fold: bool = True, resnet_weights
     import torch
     import torchvision
 
-    from videonet.classifier import load_classifier
+    from videonet.curation.judge.classifier import load_classifier
 
     if name == "resnet50" and resnet_weights:
         return load_classifier("resnet50", resnet_weights, device="auto", precision=precision, fold=fold)
@@ -61,8 +61,8 @@ def main() -> None:
     parser.add_argument("--demo-dir", default=None)
     args = parser.parse_args()
 
-    from videonet.filter import naive_scan, scan_clips
-    from videonet.rules import keep_decision
+    from videonet.curation.judge.scan import naive_scan, scan_clips
+    from videonet.curation.judge.verdicts import keep_decision
 
     print(machine_line())
     jobs = queries(demo_clips(args.demo_dir), args.clips)

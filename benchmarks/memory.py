@@ -1,6 +1,6 @@
 """Peak RSS of a local curation run: 10 clips vs 100 clips (target: within 10%).
 
-Each run is ``videonet.curate.curate`` on the DirectRunner in a fresh child process (so peaks do
+Each run is ``videonet.curation.run.curate`` on the DirectRunner in a fresh child process (so peaks do
 not mix), over a catalog of distinct clip files (copies of the demo's cat and coffee clips, titled
 so that some are kept and some rejected); each child reports its own peak RSS
 (``getrusage`` of itself and of any process it waited for) as it finishes.
@@ -23,10 +23,10 @@ from common import ROOT, catalog, demo_clips, machine_line, target_line
 CHILD = """
 import json, resource, sys
 sys.path.insert(0, {root!r})
-from videonet.curate import CurateOptions, curate
-facts = curate(CurateOptions(out={out!r}, classes="285,967,1", source="catalog:" + {cat!r},
-                             classifier={clf!r}, device="cpu", frames={frames}, chunk={chunk}, min_duration=1.0,
-                             progress=False, shard_size={shard}))
+from videonet.curation.run import CurateSettings, curate
+facts = curate({out!r}, CurateSettings.of(classes="285,967,1", source="catalog:" + {cat!r},
+                                          classifier={clf!r}, device="cpu", frames={frames}, chunk={chunk},
+                                          min_duration=1.0, progress=False, shard_size={shard}))
 print("FACTS " + json.dumps({{k: v for k, v in facts.items() if isinstance(v, (int, float, str))}}))
 print("PEAK_KIB", max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
 """

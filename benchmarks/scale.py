@@ -2,7 +2,7 @@
 
 Same catalog of distinct clip files for every run (see ``common.catalog``), each run a fresh
 output directory; the Beam flags ``--direct_num_workers=N --direct_running_mode=multi_processing``
-go through ``CurateOptions.beam_args`` exactly as ``videonet curate ... -- <beam flags>`` passes
+go through ``CurateSettings.beam_args`` exactly as ``videonet curate ... -- <beam flags>`` passes
 them. Wall time covers the whole ``curate`` call (search, decode, classify, shards, report).
 
 Usage: ``python benchmarks/scale.py [--clips 12] [--frames 4] [--workers 1 2]``
@@ -28,20 +28,20 @@ def main() -> None:
     parser.add_argument("--demo-dir", default=None)
     args = parser.parse_args()
 
-    from videonet.curate import CurateOptions, curate
+    from videonet.curation.run import CurateSettings, curate
 
     print(machine_line())
     work = Path(tempfile.mkdtemp(prefix="videonet-scale-"))
     cat = catalog(demo_clips(args.demo_dir), args.clips, work / "clips")
     rates = {}
     for workers in args.workers:
-        options = CurateOptions(out=str(work / f"run-{workers}"), classes="285,967,1", source=f"catalog:{cat}",
-                                classifier=args.classifier, device="cpu", frames=args.frames, chunk=args.chunk,
-                                min_duration=1.0, progress=False, clip_batch=2,
-                                beam_args=[f"--direct_num_workers={workers}",
-                                           "--direct_running_mode=multi_processing"])
+        options = CurateSettings.of(classes="285,967,1", source=f"catalog:{cat}",
+                                    classifier=args.classifier, device="cpu", frames=args.frames, chunk=args.chunk,
+                                    min_duration=1.0, progress=False, clip_batch=2,
+                                    beam_args=[f"--direct_num_workers={workers}",
+                                               "--direct_running_mode=multi_processing"])
         started = time.perf_counter()
-        facts = curate(options)
+        facts = curate(str(work / f"run-{workers}"), options)
         seconds = time.perf_counter() - started
         rates[workers] = args.clips / seconds
         print(f"  {workers} worker(s): {seconds:.1f} s, {rates[workers]:.3f} clips/s; kept {facts.get('kept')}")

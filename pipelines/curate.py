@@ -1,50 +1,32 @@
-"""The VideoNet curation pipeline on Apache Beam.
+"""The VideoNet curation pipeline on Apache Beam: the stages of ``videonet.curation``, in the order data flows.
 
-vocabulary -> title queries -> title match -> dedup + cap -> duration -> clips -> frames ->
-verdicts -> shards / metadata / audit. The rules live in ``videonet.candidates``,
-``videonet.rules`` and ``videonet.verdicts``; the DoFns here only route rows. Rows that carry a
-``status`` are audit rows and leave the main flow through the ``audit`` output.
+vocabulary -> search -> candidates (title match, dedup + cap, duration) -> judge (fetch, frames,
+classifier, verdicts) -> write (shards, metadata, audit). The rules live in the stage modules; the
+DoFns here only route rows. Rows that carry a ``status`` are audit rows and leave the main flow
+through the ``audit`` output. Resuming is a join with the audit already on disk: a (class, video)
+that a previous run audited is neither judged nor audited again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import zlib
-from dataclasses import dataclass, field
 from typing import Iterable
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.utils.shared import Shared
 
-from videonet.candidates import check_duration, dedup_class, hit_candidates, match_title, not_done, video_identity
-from videonet.classifier import ClassifierSpec
-from videonet.fetch import sweep_stale_downloads
-from videonet.outputs import AUDIT, join
-from videonet.records import AUDIT_SCHEMA, INVALID_ROW, SEARCH_ERROR, audit_row
-from videonet.sources import Source
-from videonet.verdicts import FilterSettings, judge_clips
-from videonet.vocab import ImageNetClass
+from videonet.curation.candidates import check_duration, dedup_class, hit_candidates, match_title, video_identity
+from videonet.curation.judge.classifier import ClassifierSettings
+from videonet.curation.judge.fetch import sweep_stale_downloads
+from videonet.curation.judge.verdicts import judge_clips
+from videonet.curation.run import CurateSettings, RunState
+from videonet.curation.search import Source
+from videonet.curation.vocabulary.classes import ImageNetClass
+from videonet.curation.write.records import AUDIT_SCHEMA, INVALID_ROW, SEARCH_ERROR, audit_row, candidate_key
+from videonet.curation.write.rundir import AUDIT, join
 
 AUDIT_TAG = "audit"
-
-
-@dataclass
-class CurateConfig:
-    """Everything the pipeline needs, picklable for remote workers."""
-
-    classes: list[ImageNetClass]
-    source: Source
-    run_id: str
-    settings: FilterSettings
-    per_class: int = 5000
-    per_term: int = 100
-    classifier: ClassifierSpec = field(default_factory=ClassifierSpec)
-    clip_batch: int = 8
-    shard_size: int = 100
-    writers: int = 1
-    done: set[str] = field(default_factory=set)
-    progress: bool = False
 
 
 def route(rows: Iterable[dict]):
@@ -56,8 +38,8 @@ def route(rows: Iterable[dict]):
 class SearchTitles(beam.DoFn):
     """Run every query term of a class against the source; a failed search becomes an audit row."""
 
-    def __init__(self, cfg: CurateConfig):
-        self.source, self.per_term, self.run_id = cfg.source, cfg.per_term, cfg.run_id
+    def __init__(self, source: Source, per_term: int, run_id: str):
+        self.source, self.per_term, self.run_id = source, per_term, run_id
 
     def process(self, cls: ImageNetClass):
         for order, term in enumerate(cls.terms):
@@ -73,28 +55,29 @@ class SearchTitles(beam.DoFn):
                 yield (cls.wnid, match_title(candidate, cls.terms))
 
 
-def acquire_classifier(shared: Shared, cfg: CurateConfig):
+def acquire_classifier(shared: Shared, spec: ClassifierSettings):
     """The one classifier of this worker process (loaded once, shared by all DoFn instances)."""
-    return shared.acquire(cfg.classifier.load, tag=repr(cfg.classifier))
+    return shared.acquire(spec.load, tag=repr(spec))
 
 
 class JudgeClips(beam.DoFn):
     """Fetch, decode and classify a batch of clips with one model shared per worker process."""
 
-    def __init__(self, cfg: CurateConfig, shared: Shared):
-        self.cfg, self.shared = cfg, shared
+    def __init__(self, settings: CurateSettings, out: str, shared: Shared):
+        self.settings, self.out, self.shared = settings, out, shared
 
     def setup(self):
         sweep_stale_downloads()  # what a killed worker on this machine left in the temp dir
-        self.classifier = acquire_classifier(self.shared, self.cfg)
+        self.classifier = acquire_classifier(self.shared, self.settings.classifier)
         self.bar = None
-        if self.cfg.progress:
+        if self.settings.runner.progress and self.settings.runner.local:
             from tqdm import tqdm
 
             self.bar = tqdm(desc="clips judged", unit="clip", leave=False)
 
     def process(self, jobs: list[tuple[str, list[dict]]]):
-        yield from route(judge_clips(jobs, self.classifier, self.cfg.settings))
+        s = self.settings
+        yield from route(judge_clips(jobs, self.classifier, s.judge, s.fetch, s.candidates.min_duration, self.out))
         if self.bar is not None:
             self.bar.update(len(jobs))
 
@@ -106,31 +89,55 @@ class JudgeClips(beam.DoFn):
 class WriteShard(beam.DoFn):
     """Commit one batch of kept clips as a shard part (tar + metadata + kept audit rows)."""
 
-    def __init__(self, out: str, run_id: str):
-        self.out, self.run_id = out, run_id
+    def __init__(self, state: RunState):
+        self.state = state
 
     def process(self, batch):
-        from videonet.outputs import commit_part
+        from videonet.curation.write.rundir import commit_part
 
         _, rows = batch
         keys = "|".join(sorted(r["key"] for r in rows))
-        part = f"{self.run_id}-{hashlib.sha1(keys.encode()).hexdigest()[:12]}"
-        commit_part(self.out, part, list(rows))
+        part = f"{self.state.run_id}-{hashlib.sha1(keys.encode()).hexdigest()[:12]}"
+        commit_part(self.state.out, part, list(rows))
         yield part
+
+
+class SkipAudited(beam.PTransform):
+    """Drop the rows whose (class, video) the audit on disk already has: resume as a join, so the
+    set of finished candidates is never held in one place (nor pickled into the DoFns)."""
+
+    def __init__(self, audited: beam.PCollection):
+        super().__init__()
+        self.audited = audited
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return (
+            {"row": rows | "ByCandidate" >> beam.Map(lambda r: (candidate_key(r), r)), "audited": self.audited}
+            | "JoinAudit" >> beam.CoGroupByKey()
+            | "Unaudited" >> beam.FlatMap(lambda kv: [] if kv[1]["audited"] else kv[1]["row"])
+        )
 
 
 def _writer_key(row: dict, writers: int) -> int:
     return zlib.crc32(row["key"].encode()) % writers
 
 
-def build(pipeline: beam.Pipeline, cfg: CurateConfig, shared: Shared) -> None:
+def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[ImageNetClass], source: Source,
+          state: RunState, shared: Shared) -> None:
     """Add the curation stages to ``pipeline``."""
-    out = cfg.settings.out
+    out, run_id = state.out, state.run_id
 
+    audited = (
+        pipeline
+        | "AuditFiles" >> beam.Create([join(out, AUDIT, "*.parquet")])
+        | "ReadAudit" >> beam.io.ReadAllFromParquet(columns=["wnid", "id"])
+        | "AuditedKeys" >> beam.Map(lambda r: (candidate_key(r), None))
+    )
     searched = (
         pipeline
-        | "Classes" >> beam.Create(cfg.classes)
-        | "SearchTitles" >> beam.ParDo(SearchTitles(cfg)).with_outputs(AUDIT_TAG, main="hits")
+        | "Classes" >> beam.Create(classes)
+        | "SearchTitles" >> beam.ParDo(SearchTitles(source, settings.search.per_term, run_id))
+        .with_outputs(AUDIT_TAG, main="hits")
     )
     invalid = (
         pipeline
@@ -138,7 +145,7 @@ def build(pipeline: beam.Pipeline, cfg: CurateConfig, shared: Shared) -> None:
         | "InvalidRows" >> beam.FlatMap(lambda _, src, run: [
             audit_row({"id": f"row:{r['row']}", "title": r.get("title"), "url": r.get("url"), "path": r.get("path"),
                        "source": src.name, "run_id": run}, INVALID_ROW, r["reason"])
-            for r in src.invalid_rows()], cfg.source, cfg.run_id)
+            for r in src.invalid_rows()], source, run_id)
     )
     matched = (
         searched.hits
@@ -149,15 +156,16 @@ def build(pipeline: beam.Pipeline, cfg: CurateConfig, shared: Shared) -> None:
         matched.ok
         | "ByClass" >> beam.Map(lambda c: (c["wnid"], c))
         | "GroupClass" >> beam.GroupByKey()
-        | "DedupAndCap" >> beam.FlatMap(lambda kv, cap: route(dedup_class(kv[1], cap)), cfg.per_class)
+        | "DedupAndCap" >> beam.FlatMap(lambda kv, cap: route(dedup_class(kv[1], cap)), settings.candidates.per_class)
         .with_outputs(AUDIT_TAG, main="ok")
     )
     pending = (
         candidates.ok
-        | "SkipDone" >> beam.Filter(not_done, cfg.done)
-        | "Duration" >> beam.FlatMap(lambda c, m: route([check_duration(c, m)]), cfg.settings.min_duration)
+        | "SkipDone" >> SkipAudited(audited)
+        | "Duration" >> beam.FlatMap(lambda c, m: route([check_duration(c, m)]), settings.candidates.min_duration)
         .with_outputs(AUDIT_TAG, main="ok")
     )
+    batch = settings.judge.clip_batch
     judged = (
         pending.ok
         | "ByVideo" >> beam.Map(lambda c: (video_identity(c), c))
@@ -166,27 +174,30 @@ def build(pipeline: beam.Pipeline, cfg: CurateConfig, shared: Shared) -> None:
         | "SpreadClips" >> beam.Reshuffle()
         # A fixed batch size (not Beam's adaptive 1..max): memory then depends on --clip-batch, not on
         # how many clips the run has.
-        | "BatchClips" >> beam.BatchElements(min_batch_size=cfg.clip_batch, max_batch_size=cfg.clip_batch)
-        | "JudgeClips" >> beam.ParDo(JudgeClips(cfg, shared)).with_outputs(AUDIT_TAG, main="kept")
+        | "BatchClips" >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch)
+        | "JudgeClips" >> beam.ParDo(JudgeClips(settings, out, shared)).with_outputs(AUDIT_TAG, main="kept")
     )
     (
         judged.kept
-        | "ByWriter" >> beam.Map(lambda r, n: (_writer_key(r, n), r), cfg.writers).with_output_types(
+        | "ByWriter" >> beam.Map(lambda r, n: (_writer_key(r, n), r), settings.writers).with_output_types(
             beam.typehints.KV[int, dict])
-        | "ShardBatches" >> beam.GroupIntoBatches(cfg.shard_size)
-        | "WriteShards" >> beam.ParDo(WriteShard(out, cfg.run_id))
+        | "ShardBatches" >> beam.GroupIntoBatches(settings.write.shard_size)
+        | "WriteShards" >> beam.ParDo(WriteShard(state))
     )
     (
         (invalid, searched[AUDIT_TAG], matched[AUDIT_TAG], candidates[AUDIT_TAG], pending[AUDIT_TAG],
          judged[AUDIT_TAG])
         | "AllDrops" >> beam.Flatten()
-        | "OnlyNew" >> beam.Filter(not_done, cfg.done)
-        | "WriteAudit" >> beam.io.WriteToParquet(join(out, AUDIT, f"drops-{cfg.run_id}"), AUDIT_SCHEMA,
+        | "OnlyNew" >> SkipAudited(audited)
+        | "WriteAudit" >> beam.io.WriteToParquet(join(out, AUDIT, f"drops-{run_id}"), AUDIT_SCHEMA,
                                                  file_name_suffix=".parquet")
     )
 
 
-def run(cfg: CurateConfig, options: PipelineOptions, shared: Shared | None = None) -> None:
+def run(settings: CurateSettings, classes: list[ImageNetClass], source: Source, state: RunState,
+        shared: Shared | None = None) -> None:
     """Build and run the pipeline to completion."""
-    with beam.Pipeline(options=options) as pipeline:
-        build(pipeline, cfg, shared or Shared())
+    from videonet.curation.run import pipeline_options
+
+    with beam.Pipeline(options=pipeline_options(settings)) as pipeline:
+        build(pipeline, settings, classes, source, state, shared or Shared())

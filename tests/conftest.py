@@ -13,7 +13,7 @@ TEST_CHUNK = 10
 
 @pytest.fixture(scope="session")
 def demo_dir(tmp_path_factory) -> Path:
-    from videonet.demo import build_demo_catalog
+    from videonet.curation.search.demo import build_demo_catalog
 
     directory = tmp_path_factory.mktemp("demo")
     build_demo_catalog(directory)
@@ -22,25 +22,26 @@ def demo_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def lite0():
-    from videonet.classifier import load_classifier
+    from videonet.curation.judge.classifier import load_classifier
 
     return load_classifier("efficientnet-lite0", device="cpu")
 
 
 def curate_options(out: Path, demo_dir: Path, **overrides):
-    from videonet.curate import CurateOptions
+    """``(out, settings)`` of a demo run with the offline classifier and few frames: ``curate(*curate_options(...))``."""
+    from videonet.curation.run import CurateSettings
 
-    settings = dict(out=str(out), source="demo", demo_dir=str(demo_dir), classifier="efficientnet-lite0",
+    settings = dict(source="demo", demo_dir=str(demo_dir), classifier="efficientnet-lite0",
                     device="cpu", frames=TEST_FRAMES, chunk=TEST_CHUNK, progress=False, shard_size=2)
     settings.update(overrides)
-    return CurateOptions(**settings)
+    return str(out), CurateSettings.of(**settings)
 
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, demo_dir):
     """One complete demo curation (DirectRunner), shared by the end-to-end tests."""
-    from videonet.curate import curate
+    from videonet.curation.run import curate
 
     out = tmp_path_factory.mktemp("run") / "demo"
-    facts = curate(curate_options(out, demo_dir))
+    facts = curate(*curate_options(out, demo_dir))
     return out, facts

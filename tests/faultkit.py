@@ -145,7 +145,7 @@ def make_vfr(path: Path) -> None:
     """The cat photo as a 12.6 s clip whose frame intervals vary from 40 to 250 ms."""
     from skimage.data import chelsea
 
-    from videonet.demo import pan_zoom_frames
+    from videonet.curation.search.demo import pan_zoom_frames
 
     steps = [40, 60, 250, 150, 40, 100]  # ms; mean 106.7
     pts = np.concatenate([[0], np.cumsum([steps[i % len(steps)] for i in range(119)])]).tolist()
@@ -345,24 +345,25 @@ def build(directory: Path, demo_dir: Path, base_url: str, www: Path) -> Kit:
 
 def options(out: Path, kit: Kit, catalog: Path, classes: str, **overrides):
     """The curate options of the fault runs (the offline classifier, few frames, tight limits)."""
-    from videonet.curate import CurateOptions
+    from videonet.curation.run import CurateSettings
 
-    settings = dict(out=str(out), source=f"catalog:{catalog}", catalog_root=str(kit.root), classes=classes,
+    settings = dict(source=f"catalog:{catalog}", catalog_root=str(kit.root), classes=classes,
                     classifier="efficientnet-lite0", device="cpu", frames=20, chunk=10, clip_batch=1,
                     shard_size=1, progress=False, max_download_mb=MAX_DOWNLOAD_MB,
-                    download_timeout_s=DOWNLOAD_TIMEOUT_S, decode_timeout_s=60.0)
+                    download_timeout=DOWNLOAD_TIMEOUT_S, decode_timeout=60.0)
     settings.update(overrides)
-    return CurateOptions(**settings)
+    return str(out), CurateSettings.of(**settings)
 
 
 def cli_args(out: Path, kit: Kit, catalog: Path, classes: str) -> list[str]:
     """The same run as :func:`options`, as ``python -m videonet curate`` arguments."""
-    o = options(out, kit, catalog, classes)
-    return ["curate", "--out", o.out, "--source", o.source, "--catalog-root", o.catalog_root, "--classes", classes,
-            "--classifier", o.classifier, "--device", o.device, "--frames", str(o.frames), "--chunk", str(o.chunk),
-            "--clip-batch", str(o.clip_batch), "--shard-size", str(o.shard_size), "--no-progress",
-            "--max-download-mb", str(o.max_download_mb), "--download-timeout", str(o.download_timeout_s),
-            "--decode-timeout", str(o.decode_timeout_s)]
+    run_dir, o = options(out, kit, catalog, classes)
+    return ["curate", "--out", run_dir, "--source", o.search.source, "--catalog-root", o.search.catalog_root,
+            "--classes", classes, "--classifier", o.classifier.classifier, "--device", o.classifier.device,
+            "--frames", str(o.judge.frames), "--chunk", str(o.judge.chunk), "--clip-batch", str(o.judge.clip_batch),
+            "--shard-size", str(o.write.shard_size), "--no-progress",
+            "--max-download-mb", str(o.fetch.max_download_mb), "--download-timeout", str(o.fetch.download_timeout),
+            "--decode-timeout", str(o.judge.decode_timeout)]
 
 
 KEPT_FIELDS = ["id", "wnid", "key", "frames_classified", "matched_frames", "first_match", "frames_decoded"]
@@ -370,7 +371,7 @@ KEPT_FIELDS = ["id", "wnid", "key", "frames_classified", "matched_frames", "firs
 
 def check(out: Path, kit: Kit, clean_out: Path | None, crashed: str | None = None) -> tuple[list[dict], dict]:
     """One result row per fault (expected vs got) and the summary counts of the fault suite."""
-    from videonet.outputs import read_audit, read_metadata
+    from videonet.curation.write.rundir import read_audit, read_metadata
 
     audit = read_audit(str(out)) if not crashed else None
     metadata = read_metadata(str(out)) if not crashed else None

@@ -11,10 +11,10 @@ import torch
 import torchvision
 from torchvision.transforms.v2.functional import normalize
 
-from videonet.classifier import cpu_has_bf16, load_classifier, resolve_device, resolve_precision
-from videonet.cpu_graph import OneDNNConv2d, fold_batchnorm, fuse_onednn
+from videonet.curation.judge.classifier import cpu_has_bf16, load_classifier, resolve_device, resolve_precision
+from videonet.curation.judge.cpu_graph import OneDNNConv2d, fold_batchnorm, fuse_onednn
 from videonet.errors import UserError
-from videonet.frames import iter_frames
+from videonet.curation.judge.frames import iter_frames
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_bad_names_and_devices():
 
 
 def test_offline_classifier_recognises_real_photos(lite0, demo_dir):
-    from videonet.vocab import class_name
+    from videonet.curation.vocabulary.classes import class_name
 
     coffee = np.stack(list(iter_frames(str(demo_dir / "coffee_cup.mp4"), 3)))
     cat = np.stack(list(iter_frames(str(demo_dir / "chelsea_cat.mp4"), 3)))

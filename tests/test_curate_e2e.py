@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from conftest import curate_options
-from videonet.outputs import read_audit, read_metadata, shard_paths
+from videonet.curation.write.rundir import read_audit, read_metadata, shard_paths
 
 
 def _row(audit: pd.DataFrame, ident: str, wnid: str) -> pd.Series:
@@ -72,13 +72,13 @@ def test_shards_respect_shard_size(demo_run):
 def test_rerun_resumes_and_writes_nothing_twice(demo_run, demo_dir, tmp_path):
     import shutil
 
-    from videonet.curate import curate
+    from videonet.curation.run import curate
 
     out, _ = demo_run
     copy = tmp_path / "again"
     shutil.copytree(out, copy)
     before_meta, before_audit = read_metadata(str(copy)), read_audit(str(copy))
-    facts = curate(curate_options(copy, demo_dir))
+    facts = curate(*curate_options(copy, demo_dir))
     after_meta, after_audit = read_metadata(str(copy)), read_audit(str(copy))
     assert len(after_meta) == len(before_meta) and facts["kept"] == len(before_meta)
     assert len(after_audit) == len(before_audit)
@@ -89,7 +89,7 @@ def test_interrupted_commit_is_recovered_without_duplicates(demo_run, demo_dir, 
     """A shard tar whose metadata never landed (a kill mid-commit) is removed and redone."""
     import shutil
 
-    from videonet.curate import curate
+    from videonet.curation.run import curate
 
     out, _ = demo_run
     copy = tmp_path / "killed"
@@ -98,10 +98,40 @@ def test_interrupted_commit_is_recovered_without_duplicates(demo_run, demo_dir, 
     lost = pd.read_parquet(meta_files[0])
     meta_files[0].unlink()  # as if the process died between the tar rename and the metadata rename
     (copy / "shards" / "stray.tar.tmp").write_bytes(b"partial")
-    facts = curate(curate_options(copy, demo_dir))
+    facts = curate(*curate_options(copy, demo_dir))
     metadata = read_metadata(str(copy))
     assert sorted(metadata["id"]) == sorted(read_metadata(str(out))["id"])
     assert metadata["key"].is_unique and facts["kept"] == len(metadata)
     assert set(lost["key"]) <= set(metadata["key"])
     assert not list((copy / "shards").glob("*.tmp"))
     assert len(list(wds.WebDataset([str(p) for p in shard_paths(str(copy))], shardshuffle=False))) == len(metadata)
+
+
+def test_catalog_videos_on_a_remote_filesystem_are_read_through_beam(demo_dir, tmp_path, monkeypatch):
+    """A catalog naming ``vntest://`` videos (a non-local Beam filesystem, like gs://): kept clips are
+    fetched, judged and written into shards from there; a missing one is a download_error naming it."""
+    import shutil
+
+    import remotefs
+    from videonet.curation.run import curate
+
+    monkeypatch.setenv(remotefs.ROOT_ENV, str(tmp_path / "bucket"))
+    (tmp_path / "bucket" / "clips").mkdir(parents=True)
+    for name in ("chelsea_cat.mp4", "coffee_cup.mp4"):
+        shutil.copyfile(demo_dir / name, tmp_path / "bucket" / "clips" / name)
+    catalog = tmp_path / "catalog.csv"
+    pd.DataFrame([
+        {"id": "cat", "title": "Egyptian cat at home", "path": remotefs.url("clips/chelsea_cat.mp4")},
+        {"id": "cup", "title": "my espresso", "path": remotefs.url("clips/coffee_cup.mp4")},
+        {"id": "gone", "title": "espresso gone", "path": remotefs.url("clips/deleted.mp4")},
+    ]).to_csv(catalog, index=False)
+    out = tmp_path / "run"
+    curate(*curate_options(out, demo_dir, source=f"catalog:{catalog}", catalog_root=remotefs.url("clips"),
+                           classes="n02124075,n07920052"))
+    audit, metadata = read_audit(str(out)), read_metadata(str(out))
+    assert sorted(metadata["id"]) == ["cat", "cup"]
+    gone = _row(audit, "gone", "n07920052")
+    assert gone["status"] == "download_error" and "vntest://clips/deleted.mp4" in gone["reason"]
+    samples = {s["__key__"]: s for s in wds.WebDataset([str(p) for p in shard_paths(str(out))], shardshuffle=False)}
+    by_id = dict(zip(metadata["id"], metadata["key"]))
+    assert samples[by_id["cat"]]["mp4"] == (demo_dir / "chelsea_cat.mp4").read_bytes()

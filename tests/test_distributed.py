@@ -11,7 +11,7 @@ import apache_beam
 import pandas as pd
 
 from conftest import curate_options
-from videonet.outputs import read_audit, read_metadata
+from videonet.curation.write.rundir import read_audit, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 DATAFLOW_FLAGS = [
@@ -23,13 +23,25 @@ DATAFLOW_FLAGS = [
 
 
 def test_pipeline_graph_builds_with_dataflow_options(demo_dir, tmp_path):
-    from videonet.curate import dry_run
+    from videonet.curation.run import dry_run
 
     options = curate_options(tmp_path / "df", demo_dir, runner="DataflowRunner", beam_args=DATAFLOW_FLAGS,
                              classes="n02124075,n07920052")
-    transforms = dry_run(options)
+    transforms = dry_run(*options)
     assert transforms > 20
     assert not (tmp_path / "df" / "shards").exists()  # nothing ran
+
+
+def test_dry_run_changes_nothing_on_disk(tmp_path):
+    """No recovery of an interrupted run, no demo clips, no run directory: only the graph is built."""
+    from videonet.curation.run import dry_run
+
+    out = tmp_path / "interrupted"
+    (out / "shards").mkdir(parents=True)
+    (out / "shards" / "part.tar.tmp").write_bytes(b"half a commit")  # what a real run would recover
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert dry_run(*curate_options(out, tmp_path / "demo-not-built", classes="n02124075")) > 20
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
 def test_dry_run_from_the_cli(demo_dir, tmp_path):
@@ -52,11 +64,11 @@ def test_dockerfile_base_image_follows_installed_beam():
 
 
 def test_multi_processing_direct_runner_gives_the_same_result(demo_run, demo_dir, tmp_path):
-    from videonet.curate import curate
+    from videonet.curation.run import curate
 
     in_memory, _ = demo_run
     out = tmp_path / "mp"
-    facts = curate(curate_options(out, demo_dir, beam_args=["--direct_num_workers=2",
+    facts = curate(*curate_options(out, demo_dir, beam_args=["--direct_num_workers=2",
                                                             "--direct_running_mode=multi_processing"]))
     columns = ["wnid", "id", "status"]
     expected = read_audit(str(in_memory))[columns].sort_values(columns).reset_index(drop=True)

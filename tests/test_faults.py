@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 import faultkit
-from videonet.outputs import read_audit, read_metadata, read_shard, shard_paths
+from videonet.curation.write.rundir import read_audit, read_metadata, read_shard, shard_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,11 +40,11 @@ def kit(demo_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clean_run(kit, tmp_path_factory):
-    from videonet.curate import curate
+    from videonet.curation.run import curate
 
     out = tmp_path_factory.mktemp("clean") / "run"
     started = time.monotonic()
-    curate(faultkit.options(out, kit, kit.clean, faultkit.GOOD_CLASSES))
+    curate(*faultkit.options(out, kit, kit.clean, faultkit.GOOD_CLASSES))
     print(f"\nclean run: {time.monotonic() - started:.1f} s")
     return out
 
@@ -52,7 +52,7 @@ def clean_run(kit, tmp_path_factory):
 @pytest.fixture(scope="module")
 def fault_run(kit, clean_run, tmp_path_factory):
     """The fault catalog, curated once in this process with a private temp dir."""
-    from videonet.curate import curate
+    from videonet.curation.run import curate
 
     out = tmp_path_factory.mktemp("hostile") / "run"
     private_tmp = tmp_path_factory.mktemp("tmp")
@@ -60,7 +60,7 @@ def fault_run(kit, clean_run, tmp_path_factory):
     saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
     started = time.monotonic()
     try:
-        facts = curate(faultkit.options(out, kit, kit.faults_csv, faultkit.FAULT_CLASSES))
+        facts = curate(*faultkit.options(out, kit, kit.faults_csv, faultkit.FAULT_CLASSES))
     finally:
         tempfile.tempdir = saved
     after = sorted(p.relative_to(kit.root) for p in kit.root.rglob("*"))
@@ -129,7 +129,7 @@ def test_bounded_downloads_fail_fast(kit, fault_run):
 
 
 def test_decode_time_limit(kit):
-    from videonet.frames import DecodeError, iter_frames
+    from videonet.curation.judge.frames import DecodeError, iter_frames
 
     frames = iter_frames(str(kit.root / "good" / "chelsea_cat.mp4"), 100, timeout_s=0.0)
     with pytest.raises(DecodeError, match="decoding took longer than 0 s"):
@@ -143,7 +143,7 @@ def test_decode_time_limit(kit):
 
 
 def test_url_schemes_and_local_files_are_checked_before_any_download(tmp_path):
-    from videonet.fetch import FetchError, local_video
+    from videonet.curation.judge.fetch import FetchError, local_video
 
     for url in ("file:///etc/passwd", "ftp://127.0.0.1/x.mp4", "javascript:alert(1)", "-o/tmp/x"):
         with pytest.raises(FetchError, match="url scheme not allowed"):

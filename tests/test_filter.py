@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from videonet.filter import naive_scan, scan_clips
-from videonet.frames import CROP, DecodeError, center_crop, iter_frames, naive_frames
-from videonet.rules import keep_decision
+from videonet.curation.judge.scan import naive_scan, scan_clips
+from videonet.curation.judge.frames import CROP, DecodeError, center_crop, iter_frames, naive_frames
+from videonet.curation.judge.verdicts import keep_decision
 
 # (clip, class queried): the demo's kept (Egyptian cat, espresso) and rejected (goldfish, teapot) verdicts.
 QUERIES = [("chelsea_cat.mp4", 285), ("coffee_cup.mp4", 967), ("chelsea_cat.mp4", 1), ("coffee_cup.mp4", 849)]

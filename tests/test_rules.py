@@ -1,7 +1,8 @@
 """The pure curation rules, edge cases included, without Beam."""
 
-from videonet.candidates import dedup_class, match_title
-from videonet.rules import Ranked, dedup_and_cap, duration_verdict, keep_decision, normalize_words, title_match
+from videonet.curation.candidates import dedup_class, match_title
+from videonet.curation.candidates import CandidateSettings, Ranked, dedup_and_cap, duration_verdict, normalize_words, title_match
+from videonet.curation.judge.verdicts import keep_decision
 
 
 def test_title_match_is_whole_word_and_case_insensitive():
@@ -27,11 +28,12 @@ def test_title_match_returns_first_matching_term_in_order():
 
 
 def test_duration_verdict_keeps_exactly_ten_seconds():
-    assert duration_verdict(10.0) is True
-    assert duration_verdict(9.99) is False
-    assert duration_verdict(600) is True
-    assert duration_verdict(None) is None
-    assert duration_verdict(float("nan")) is None
+    default = CandidateSettings().min_duration  # the paper's 10 s, at its default
+    assert duration_verdict(10.0, default) is True
+    assert duration_verdict(9.99, default) is False
+    assert duration_verdict(600, default) is True
+    assert duration_verdict(None, default) is None
+    assert duration_verdict(float("nan"), default) is None
     assert duration_verdict(4.0, min_duration=3.0) is True
 
 

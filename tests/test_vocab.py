@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from videonet.errors import UserError
-from videonet.vocab import build_table, default_table_path, find_classes, imagenet1k, parse_classes, read_table
+from videonet.curation.vocabulary.classes import build_table, default_table_path, find_classes, imagenet1k, parse_classes, read_table
 
 
 @pytest.fixture(scope="module")

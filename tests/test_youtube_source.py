@@ -12,9 +12,9 @@ import pytest
 
 from conftest import curate_options
 from localserver import serve
-from videonet.fetch import FETCH_PREFIX, FetchError, FetchLimits, local_video, sweep_stale_downloads
-from videonet.outputs import read_audit, read_metadata
-from videonet.sources import YoutubeSource
+from videonet.curation.judge.fetch import FETCH_PREFIX, FetchError, FetchSettings, local_video, sweep_stale_downloads
+from videonet.curation.write.rundir import read_audit, read_metadata
+from videonet.curation.search.youtube import YoutubeSource
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_download_through_yt_dlp_and_cleanup(server):
 
 def test_a_killed_download_is_swept_by_the_next_run(server, tmp_path):
     """SIGKILL skips the ``finally`` that removes a download; the next run's sweep removes it instead."""
-    holder = ("import sys, time\nfrom videonet.fetch import local_video\n"
+    holder = ("import sys, time\nfrom videonet.curation.judge.fetch import local_video\n"
               "with local_video(sys.argv[1], None) as path:\n    print(path, flush=True)\n    time.sleep(120)\n")
     proc = subprocess.Popen([sys.executable, "-c", holder, server + "/cat.mp4"], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "TMPDIR": str(tmp_path)})
@@ -75,15 +75,15 @@ def test_failed_downloads_are_fetch_errors(server, suffix, needle):
 
 def test_download_size_limit(server):
     with pytest.raises(FetchError, match="larger than|max|nothing downloaded|File is larger"):
-        with local_video(server + "/cat.mp4", None, FetchLimits(max_bytes=1000)):
+        with local_video(server + "/cat.mp4", None, FetchSettings(max_download_mb=1000 / 2**20)):
             pass
 
 
 def test_curate_with_the_youtube_source(server, demo_dir, tmp_path):
-    from videonet.curate import curate
+    from videonet.curation.run import curate
 
     out = tmp_path / "yt"
-    facts = curate(curate_options(out, demo_dir, source="youtube", classes="n02124075",
+    facts = curate(*curate_options(out, demo_dir, source="youtube", classes="n02124075",
                                   search_template=server + "/search.rss?q={term}"))
     audit = read_audit(str(out)).set_index("title")
     assert audit.loc["Chelsea the Egyptian cat at home", "status"] == "kept"

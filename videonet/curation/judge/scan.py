@@ -1,4 +1,4 @@
-"""Classify a clip's first N frames and give the keep verdicts: the fast path and the naive one.
+"""Scan a clip's first N frames with the classifier (per-frame top-1): the fast path and the naive one.
 
 Fast path (:func:`scan_clips`): several clips at once; each round decodes the next chunk of every
 undecided clip in a thread pool (PyAV releases the GIL) while the previous round is classified,
@@ -17,12 +17,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from videonet.classifier import Classifier
-from videonet.frames import DecodeError, iter_frames, naive_frames
-
-FRAMES = 100
-CHUNK = 25
-
+from videonet.curation.judge.classifier import Classifier
+from videonet.curation.judge.frames import DecodeError, iter_frames, naive_frames
 
 @dataclass
 class Scan:
@@ -57,8 +53,8 @@ def _take(clip: _Clip, n: int) -> np.ndarray | str:
     return np.stack(chunk) if chunk else np.empty((0, 224, 224, 3), np.uint8)
 
 
-def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], frames: int = FRAMES,
-               chunk: int = CHUNK, pool: ThreadPoolExecutor | None = None,
+def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], frames: int,
+               chunk: int, pool: ThreadPoolExecutor | None = None,
                decode_timeout_s: float | None = None, early_exit: bool = True) -> list[Scan]:
     """Scan ``(local_path, wanted_class_indices)`` clips together; see the module docstring."""
     own_pool = pool is None
@@ -110,7 +106,7 @@ def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], fr
     return [c.scan for c in state]
 
 
-def naive_scan(classifier: Classifier, path: str, frames: int = FRAMES) -> Scan:
+def naive_scan(classifier: Classifier, path: str, frames: int) -> Scan:
     """The reference: full-size decode, torchvision resize, one frame per forward, no early exit."""
     try:
         decoded = naive_frames(path, frames)

@@ -80,7 +80,7 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
 
     One swscale context serves the whole clip (``frame.to_ndarray(width=...)`` would build a
     new one, with its filter tables and a thread pool, for every frame) and it runs
-    single-threaded: clips are decoded in parallel by :func:`videonet.filter.scan_clips`.
+    single-threaded: clips are decoded in parallel by :func:`videonet.curation.judge.scan.scan_clips`.
     """
     import av
     from av.video.reformatter import VideoReformatter

@@ -12,11 +12,14 @@ import csv
 import importlib.util
 import os
 import shutil
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from videonet.curation.search import SearchSettings
+from videonet.curation.search.catalog import CatalogSource
 from videonet.errors import UserError
 
 FPS = 10
@@ -85,9 +88,14 @@ def _rows(clips: Path) -> list[dict]:
     ]
 
 
-def build_demo_catalog(directory: Path | None = None) -> Path:
+def demo_directory(directory: str | Path | None = None) -> Path:
+    """Where the demo clips live: ``--demo-dir``, or videonet's cache dir."""
+    return Path(directory) if directory else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "videonet" / "demo"
+
+
+def build_demo_catalog(directory: str | Path | None = None) -> Path:
     """Write the demo clips (once) and ``catalog.csv`` into ``directory``; return the catalog path."""
-    directory = directory or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "videonet" / "demo"
+    directory = demo_directory(directory)
     directory.mkdir(parents=True, exist_ok=True)
     catalog = directory / "catalog.csv"
     if not catalog.exists():
@@ -111,3 +119,17 @@ def build_demo_catalog(directory: Path | None = None) -> Path:
                 writer.writerow({**row, "path": str(row["path"]), "duration": "" if row["duration"] is None else row["duration"]})
         os.replace(tmp, catalog)
     return catalog
+
+
+@dataclass
+class DemoSource(CatalogSource):
+    """The bundled demo catalog, searched like any catalog; its clips are written by :meth:`prepare`."""
+
+    def prepare(self) -> None:
+        build_demo_catalog(Path(self.path).parent)
+
+
+def source(arg: str | None, settings: SearchSettings) -> DemoSource:
+    """``--source demo``: the catalog path is known now, the clips are built only when a run starts."""
+    directory = demo_directory(settings.demo_dir)
+    return DemoSource(str(directory / "catalog.csv"), root=str(directory), name="demo")

@@ -1,14 +1,11 @@
-"""Title-query sources behind one interface: YouTube (yt-dlp search), a local catalog, the demo.
+"""The ``catalog:PATH`` source: a table of titles (parquet, csv, tsv or jsonl) searched like a keyword engine.
 
-A source answers ``search(term, limit)`` with raw hits (dicts with ``id``, ``title`` and ``url``
-or ``path``, optionally ``duration`` and ``uploader``), like a search engine would: the strict
-whole-word title rule is applied afterwards by :func:`videonet.rules.title_match`, so a hit the
-engine returned loosely is audited as ``title_mismatch`` rather than silently vanishing.
+Rows name local files, remote files on any Beam filesystem (gs://, s3://) or http(s) URLs; rows that
+cannot be used are audited once as ``invalid_catalog_row`` with the reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import posixpath
@@ -16,70 +13,12 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Protocol
 
+from videonet.curation.candidates import normalize_words
+from videonet.curation.search import SearchSettings, stable_id
 from videonet.errors import UserError
-from videonet.rules import normalize_words
 
-YOUTUBE_SEARCH = "ytsearch{n}:{term}"
 _STOP_WORDS = frozenset("a an and of the in on for with to de la le s".split())
-
-
-class Source(Protocol):
-    """What the pipeline needs from a place to search titles in."""
-
-    name: str
-
-    def search(self, term: str, limit: int) -> list[dict]: ...
-
-    def invalid_rows(self) -> list[dict]: ...
-
-
-def stable_id(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-
-
-@dataclass
-class YoutubeSource:
-    """yt-dlp search (flat extraction: titles and durations, no download at this stage).
-
-    ``template`` is any yt-dlp URL with ``{n}`` and ``{term}``: ``ytsearch{n}:{term}`` by default,
-    ``ytsearchdate{n}:{term}`` for recency, or a feed URL that yt-dlp's extractors understand.
-    """
-
-    template: str = YOUTUBE_SEARCH
-    socket_timeout: float = 30.0
-    name: str = "youtube"
-
-    def search(self, term: str, limit: int) -> list[dict]:
-        from urllib.parse import quote_plus
-
-        import yt_dlp
-
-        from videonet.fetch import QuietLogger
-
-        query = self.template.format(n=limit, term=term if self.template.startswith("ytsearch") else quote_plus(term))
-        options = {"extract_flat": "in_playlist", "skip_download": True, "quiet": True, "no_warnings": True,
-                   "socket_timeout": self.socket_timeout, "playlistend": limit, "logger": QuietLogger()}
-        with yt_dlp.YoutubeDL(options) as ydl:
-            info = ydl.extract_info(query, download=False) or {}
-        hits = []
-        for entry in (info.get("entries") or [])[:limit]:
-            url = entry.get("webpage_url") or entry.get("url")
-            if not url or not entry.get("title"):
-                continue
-            hits.append({
-                "id": str(entry.get("id") or stable_id(url)),
-                "title": str(entry["title"]),
-                "url": url,
-                "path": None,
-                "duration": float(entry["duration"]) if entry.get("duration") is not None else None,
-                "uploader": entry.get("uploader") or entry.get("channel"),
-            })
-        return hits
-
-    def invalid_rows(self) -> list[dict]:
-        return []
 
 
 def _read_jsonl(data: bytes) -> tuple[list[dict], list[dict]]:
@@ -246,27 +185,16 @@ class CatalogSource:
         found = sorted({i for w in words for i in self._index.get(w, ())})
         return [dict(self._hits[i]) for i in found[:limit]]
 
+    def prepare(self) -> None:
+        """Read the catalog once on the driver: an unreadable one is a one-line error here, not a crash
+        inside a worker (a throwaway copy, so the pipeline does not carry the loaded rows to workers)."""
+        CatalogSource(self.path, self.root, self.name).invalid_rows()
+
     def invalid_rows(self) -> list[dict]:
         self._load()
         return [dict(row, reason=f"catalog row {row['row']}: {row['reason']}") for row in self._invalid]
 
 
-def make_source(spec: str, catalog_root: str | None = None, search_template: str = YOUTUBE_SEARCH,
-                demo_dir: str | None = None) -> Source:
-    """``youtube`` | ``catalog:PATH`` | ``demo`` (a bundled catalog of real clips, built on first use)."""
-    if spec == "youtube":
-        return YoutubeSource(template=search_template)
-    if spec.startswith("catalog:"):
-        source = CatalogSource(spec.split(":", 1)[1], root=catalog_root)
-        # Read it once now: an unreadable catalog is a one-line error here, not a crash inside a worker
-        # (a throwaway copy, so the pipeline does not carry the loaded rows to remote workers).
-        CatalogSource(source.path, source.root, source.name).invalid_rows()
-        return source
-    if spec == "demo":
-        from videonet.demo import build_demo_catalog
-
-        catalog = build_demo_catalog(Path(demo_dir) if demo_dir else None)
-        return CatalogSource(str(catalog), root=str(catalog.parent), name="demo")
-    raise UserError(f"--source {spec!r}: expected youtube, catalog:PATH or demo")
-
-
+def source(arg: str | None, settings: SearchSettings) -> CatalogSource:
+    """``--source catalog:PATH``, its paths confined to ``--catalog-root`` when given."""
+    return CatalogSource(arg, root=settings.catalog_root)

@@ -1,4 +1,5 @@
-"""Fetch a candidate's video to a local file: a catalog path as is, a URL through yt-dlp.
+"""Fetch a candidate's video to a local file: a local catalog path as is, a remote one through Beam's
+filesystems, a URL through yt-dlp.
 
 Downloads are bounded (format <= 360p, size and wall-time limits) and live in a temporary
 directory that is removed on every path out, success or failure; the directories of a process
@@ -23,7 +24,7 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
 SMALL_FORMAT = "best[height<=?360][ext=mp4]/best[height<=?360]/worst"
@@ -44,18 +45,29 @@ class FetchError(Exception):
 
 
 @dataclass(frozen=True)
-class FetchLimits:
-    max_bytes: int = 200 * 1024 * 1024
-    max_seconds: float = 300.0
-    socket_timeout: float = 30.0
-    retries: int = 2
+class FetchSettings:
+    """Bounds of one download: a hostile or huge video costs at most this much."""
+
+    max_download_mb: float = field(default=200.0, metadata={"help": "Abort downloads larger than this.", "min": 0})
+    download_timeout: float = field(default=300.0, metadata={"help": "Abort downloads taking longer (seconds).",
+                                                             "min": 0})
+    socket_timeout: float = field(default=30.0, metadata={"cli": False})
+    retries: int = field(default=2, metadata={"cli": False})
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_download_mb * 1024 * 1024)
+
+    @property
+    def max_seconds(self) -> float:
+        return self.download_timeout
 
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).replace("ERROR: ", "").split())[:300]
 
 
-def _download(url: str, directory: str, limits: FetchLimits) -> str:
+def _download(url: str, directory: str, limits: FetchSettings) -> str:
     """Download in this process (the child's work); size and time are checked in the progress hook."""
     import yt_dlp
 
@@ -106,7 +118,7 @@ class _Downloader:
 
     def __init__(self) -> None:
         self.served, self.ready, self.pending = 0, False, b""
-        self.proc = subprocess.Popen([sys.executable, "-m", "videonet.fetch"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "videonet.curation.judge.fetch"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def _line(self, seconds: float) -> bytes | None:
@@ -125,7 +137,7 @@ class _Downloader:
         line, self.pending = self.pending, b""
         return line
 
-    def fetch(self, url: str, directory: str, limits: FetchLimits) -> str:
+    def fetch(self, url: str, directory: str, limits: FetchSettings) -> str:
         if not self.ready:  # importing yt-dlp is not part of any download's time
             if self._line(self.STARTUP_S) is None:
                 raise FetchError(f"downloader did not start within {self.STARTUP_S:g} s")
@@ -181,7 +193,7 @@ def _close_idle() -> None:
         downloader.kill()
 
 
-def _download_bounded(url: str, directory: str, limits: FetchLimits) -> str:
+def _download_bounded(url: str, directory: str, limits: FetchSettings) -> str:
     """:func:`_download` in a child process that is killed at the wall-time limit."""
     with _idle_lock:
         downloader = _idle.pop() if _idle else None
@@ -206,7 +218,7 @@ def _download_bounded(url: str, directory: str, limits: FetchLimits) -> str:
 
 
 def _child() -> None:
-    """``python -m videonet.fetch``: serve download requests, one JSON line in, one JSON line out."""
+    """``python -m videonet.curation.judge.fetch``: serve download requests, one JSON line in, one JSON line out."""
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything yt-dlp prints goes to stderr, never into the answers
     import yt_dlp  # noqa: F401  (before saying ready: the import is the slow part of starting)
@@ -217,7 +229,7 @@ def _child() -> None:
         request = json.loads(line)
         os.environ["TMPDIR"] = tempfile.tempdir = request["directory"]  # yt-dlp's own temp files too
         try:
-            answer = {"path": _download(request["url"], request["directory"], FetchLimits(**request["limits"]))}
+            answer = {"path": _download(request["url"], request["directory"], FetchSettings(**request["limits"]))}
         except FetchError as exc:
             answer = {"error": str(exc)}
         except Exception as exc:  # an extractor bug is this video's failure, not the run's
@@ -274,21 +286,43 @@ def sweep_stale_downloads(root: str | None = None) -> list[str]:
 
 
 @contextmanager
-def local_video(url: str | None, path: str | None, limits: FetchLimits = FetchLimits()) -> Iterator[str]:
-    """Yield a local file for the candidate; any temporary download is deleted afterwards."""
-    if path:
+def local_video(url: str | None, path: str | None, limits: FetchSettings = FetchSettings()) -> Iterator[str]:
+    """Yield a local file for the candidate; any temporary download or copy is deleted afterwards.
+
+    A local catalog path is used in place; a remote one (``gs://``, ``s3://``, any scheme a Beam
+    filesystem is registered for) is copied through Beam's filesystems; a URL goes through yt-dlp.
+    """
+    if path and "://" not in path:
         _check_local(path)
         yield path
         return
-    if not url:
+    if not path and not url:
         raise FetchError("candidate has neither url nor path")
-    if not url.lower().startswith(URL_SCHEMES):
+    if not path and not url.lower().startswith(URL_SCHEMES):
         raise FetchError(f"url scheme not allowed (http/https only): {url[:80]}")
     directory = tempfile.mkdtemp(prefix=f"{_host_prefix()}{os.getpid()}-")
     try:
-        yield _download_bounded(url, directory, limits)
+        yield _copy_remote(path, directory, limits) if path else _download_bounded(url, directory, limits)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _copy_remote(path: str, directory: str, limits: FetchSettings) -> str:
+    """Copy a remote catalog file into ``directory`` (PyAV reads local files), within the size limit."""
+    from apache_beam.io.filesystems import FileSystems
+
+    target = os.path.join(directory, "video" + os.path.splitext(path)[1])
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as src, open(target, "wb") as dst:
+            while block := src.read(8 * 1024 * 1024):
+                dst.write(block)
+                if dst.tell() > limits.max_bytes:
+                    raise FetchError(f"file exceeded the size limit of {limits.max_bytes} bytes: {path}")
+    except FetchError:
+        raise
+    except Exception as exc:  # Beam wraps each backend's "not found" differently
+        raise FetchError(_one_line(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")) from None
+    return target
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ import json
 
 import pandas as pd
 
-from videonet.outputs import REPORT, join, read_audit, read_metadata, write_atomic
-from videonet.records import DUPLICATE, KEPT, OVER_CAP, STATUSES, TITLE_MISMATCH
-from videonet.vocab import imagenet1k
+from videonet.curation.write.rundir import REPORT, join, read_audit, read_metadata, write_atomic
+from videonet.curation.write.records import DUPLICATE, KEPT, OVER_CAP, STATUSES, TITLE_MISMATCH
+from videonet.curation.vocabulary.classes import imagenet1k
 
 RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP)
 PAPER_RETENTION_PCT = 24.0  # VITO/VideoNet kept about 24% of retrieved videos

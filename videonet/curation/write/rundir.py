@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from videonet.records import AUDIT_SCHEMA, KEPT, METADATA_SCHEMA, audit_row, candidate_key
+from videonet.curation.write.records import AUDIT_SCHEMA, KEPT, METADATA_SCHEMA, audit_row
 
 SHARDS, METADATA, AUDIT, REPORT, WORK = "shards", "metadata", "audit", "report", "_work"
 
@@ -135,12 +135,6 @@ def read_audit(out: str):
 
 def read_metadata(out: str):
     return read_table(out, METADATA, METADATA_SCHEMA)
-
-
-def done_candidates(out: str) -> set[str]:
-    """Candidates a previous run already decided (for resume): every audited (class, video)."""
-    audit = read_audit(out)
-    return {candidate_key(row) for row in audit[["wnid", "id"]].to_dict("records")}
 
 
 def shard_paths(out: str) -> list[str]:

@@ -22,6 +22,14 @@ COLUMNS = ("index", "wnid", "name", "terms", "shared_terms", "shared_with")
 
 
 @dataclass(frozen=True)
+class VocabularySettings:
+    """Which classes are curated."""
+
+    classes: str = field(default="imagenet1k", metadata={
+        "help": "imagenet1k, a comma list of wnids/indices, or a .tsv table."})
+
+
+@dataclass(frozen=True)
 class ImageNetClass:
     """One ImageNet-1k class with the title-query terms that retrieve its videos."""
 
@@ -70,7 +78,7 @@ def mark_shared_terms(classes: Sequence[ImageNetClass]) -> list[ImageNetClass]:
 
 def build_table(wordnet_dir: str | Path | None = None, hyponyms: bool = False) -> list[ImageNetClass]:
     """Expand every ImageNet-1k class into its name plus WordNet 3.0 synonyms."""
-    from videonet.wordnet import dedupe_terms, load_wordnet, synset_terms, wnid_synset
+    from videonet.curation.vocabulary.wordnet import dedupe_terms, load_wordnet, synset_terms, wnid_synset
 
     wn = load_wordnet(wordnet_dir)
     classes = []

@@ -1,0 +1,145 @@
+"""The ImageNet frame classifier used by the keep rule: how to *run* any model of the ``models/`` registry.
+
+``load_classifier`` loads a registry entry (ResNet-50 from torchvision, the paper's, or the offline
+EfficientNet-lite0), folds and fuses it for the device, and wraps it in :class:`Classifier`, whose
+``top1`` is the batched inference every entry shares. Failures are one-line ``UserError``s.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from videonet.curation.judge.models import MODELS
+from videonet.errors import UserError
+from videonet.torch_utils import resolve_device
+
+
+@dataclass
+class Classifier:
+    """A frozen ImageNet model plus the normalisation its weights expect."""
+
+    model: "torch.nn.Module"  # noqa: F821 - torch is imported lazily
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    device: str
+    precision: str  # fp32 | bf16 | fp16: the dtype of the forward pass
+    max_batch: int = 8  # frames per forward pass: bounds activation memory whatever the clip batch
+    baked: bool = False  # the precision is in the (CPU fast path's) weights themselves, not applied by autocast
+
+    def top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top-1 label and softmax score per frame for a uint8 NHWC batch at classifier size."""
+        if len(frames) > self.max_batch:
+            parts = [self._top1(frames[i:i + self.max_batch]) for i in range(0, len(frames), self.max_batch)]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return self._top1(frames)
+
+    def _top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        batch = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255)
+        mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
+        batch = ((batch - mean) / std).contiguous(memory_format=torch.channels_last)
+        dtype = forward_dtype(self.precision)
+        if self.baked:
+            batch = batch.to(dtype)
+        with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=dtype,
+                                                    enabled=self.precision != "fp32" and not self.baked):
+            logits = self.model(batch).float()
+        probs = logits.softmax(dim=1)
+        scores, labels = probs.max(dim=1)
+        return labels.cpu().numpy(), scores.cpu().numpy()
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """Which ImageNet classifier judges the frames, and how it runs (picklable: weights load on each worker)."""
+
+    classifier: str = field(default="resnet50", metadata={
+        "help": "resnet50 (torchvision) or efficientnet-lite0 (offline weights)."})
+    weights: str | None = field(default=None, metadata={
+        "help": "Torchvision enum name (IMAGENET1K_V2) or a weights file/URL."})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda."})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 on GPU and on CPUs with native bf16, else fp32), fp32, bf16 or fp16."})
+    compile: bool = field(default=False, metadata={
+        "help": "torch.compile the classifier instead of the CPU oneDNN fusion (pays off on long GPU runs)."})
+
+    def load(self) -> Classifier:
+        return load_classifier(self.classifier, self.weights, self.device, self.precision, self.compile)
+
+
+def forward_dtype(precision: str) -> "torch.dtype":  # noqa: F821
+    """The torch dtype of a resolved precision (fp32, bf16 or fp16)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), where bf16 inference is ~2x fp32.
+
+    Elsewhere oneDNN emulates bf16 and it is slower than fp32, so ``auto`` must not pick it.
+    """
+    import torch
+
+    return any(getattr(torch.cpu, probe, lambda: False)()
+               for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto``: bf16 on GPU (tensor cores) and on CPUs with native bf16, fp32 elsewhere.
+
+    bf16 changes a frame's top-1 only where the fp32 margin is tiny; ``benchmarks/filter.py
+    --compare-bf16`` measures the agreement (see benchmarks/README.md).
+    """
+    if precision == "auto":
+        return "bf16" if device.startswith("cuda") or cpu_has_bf16() else "fp32"
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise UserError(f"--precision {precision!r}: expected auto, fp32, bf16 or fp16")
+    return precision
+
+
+def load_classifier(name: str = "resnet50", weights: str | None = None, device: str = "auto",
+                    precision: str = "auto", compile: bool = False, fold: bool = True) -> Classifier:
+    """Build the frozen classifier on the chosen device, in eval mode and channels_last.
+
+    ``fold`` is the fast path: BatchNorm folded into the convolutions and, on CPU, the weights cast
+    once to the forward dtype and each convolution fused with the ReLU / residual add after it
+    (:mod:`videonet.curation.judge.cpu_graph`); ``False`` keeps the plain torchvision module, the naive reference.
+    ``compile`` wraps it in ``torch.compile`` instead: worth it for long runs on GPU, where the
+    compile time (minutes on a small CPU) is amortised.
+    """
+    import torch
+
+    from videonet.curation.judge.cpu_graph import fold_batchnorm, fuse_onednn
+
+    if name not in MODELS:
+        raise UserError(f"--classifier {name!r}: expected one of {', '.join(MODELS)}")
+    device = resolve_device(device)
+    entry = importlib.import_module(MODELS[name])
+    model, mean, std = entry.load_model(weights), entry.MEAN, entry.STD
+    model = model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if fold:
+        model = fold_batchnorm(model)
+    model = model.to(device).to(memory_format=torch.channels_last)
+    precision = resolve_precision(precision, device)
+    # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward. On CPU
+    # small batches are fastest per frame: the activations of 8 frames stay in cache, those of 48
+    # do not (ResNet-50 bf16 here: 8 frames up to 1.75x faster per frame than 48, benchmarks/README.md).
+    max_batch = 256 if device.startswith("cuda") else 8
+    # fp16 on CPU stays on autocast: the fused oneDNN path is built and tested for fp32 and bf16 only.
+    baked = fold and not compile and device == "cpu" and precision in ("fp32", "bf16")
+    if compile:
+        model = torch.compile(model)
+    elif baked:
+        dtype = forward_dtype(precision)
+        model = fuse_onednn(model.to(dtype), dtype, max_batch)
+    return Classifier(model, mean, std, device, precision, max_batch, baked)
+

@@ -1,0 +1,235 @@
+"""From clips to verdicts: fetch, probe, scan the first N frames, and decide per query class.
+
+:func:`judge_clips` takes a batch of clip jobs (one video, the candidates that retrieved it). Each
+clip gets one typed :data:`ClipResult` (fetch failed, undecodable, too short, or scanned); the scan
+cache stores exactly that result, and :func:`verdict_rows` turns it into kept rows (metadata) and
+audit rows. Scans are cached under ``_work/scans`` and kept downloads staged under
+``_work/staging``, so a rerun after a kill does not fetch or classify a clip again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from typing import Sequence, Union
+
+from apache_beam.io.filesystems import FileSystems
+
+from videonet.curation.candidates import duration_verdict
+from videonet.curation.judge.classifier import Classifier
+from videonet.curation.judge.fetch import FetchError, FetchSettings, local_video
+from videonet.curation.judge.frames import DecodeError, check_complete, probe
+from videonet.curation.judge.scan import Scan, scan_clips
+from videonet.curation.vocabulary.classes import class_name
+from videonet.curation.write.records import DECODE_ERROR, DOWNLOAD_ERROR, REJECTED, TOO_SHORT, audit_row, kept_row
+from videonet.curation.write.rundir import WORK, join, write_atomic
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How much of each clip the classifier sees (the paper: the first 100 frames) and in what batches."""
+
+    frames: int = field(default=100, metadata={"help": "Classify (at most) the first N frames of each clip.", "min": 1})
+    chunk: int = field(default=25, metadata={
+        "help": "Frames per clip per classifier round (early exit between rounds).", "min": 1})
+    clip_batch: int = field(default=8, metadata={"help": "Clips classified together in one batch.", "min": 1})
+    decode_timeout: float = field(default=120.0, metadata={
+        "help": "Give up decoding a clip after this many seconds.", "min": 0})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The keep rule's verdict for one (clip, class) pair."""
+
+    kept: bool
+    matched_frames: int  # frames whose top-1 is the class, among those classified
+    first_match: int  # index of the first such frame, -1 if none
+
+
+def keep_decision(top1: Sequence[int], class_index: int) -> Decision:
+    """Keep the clip iff ``class_index`` is the top-1 prediction on at least one frame."""
+    matches = [i for i, label in enumerate(top1) if int(label) == class_index]
+    return Decision(bool(matches), len(matches), matches[0] if matches else -1)
+
+
+# One typed result of judging a clip, a variant per outcome.
+
+@dataclass(frozen=True)
+class FetchFailed:
+    """The video could not be fetched (never cached: a rerun tries again)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """The file is not a decodable video (or decoding failed or timed out mid-scan)."""
+
+    reason: str
+    wanted: tuple[int, ...]
+    duration: float | None = None
+    fps: float | None = None
+
+
+@dataclass(frozen=True)
+class TooShort:
+    """The probed duration is below ``--min-duration``."""
+
+    duration: float
+    fps: float | None
+    wanted: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """The first frames were classified: per-frame top-1 labels and scores."""
+
+    duration: float | None
+    fps: float | None
+    wanted: tuple[int, ...]  # the classes this scan was run for (early exit stops once all are top-1)
+    top1: tuple[int, ...]
+    scores: tuple[float, ...]
+    decoded: int
+    exhausted: bool  # the clip ran out of frames before N
+
+    def serves(self, wanted: set[int], frames: int) -> bool:
+        """Whether this (cached) scan decides ``wanted``: it saw every frame or was run for them all."""
+        return self.exhausted or len(self.top1) >= frames or wanted <= set(self.wanted)
+
+
+ClipResult = Union[FetchFailed, Undecodable, TooShort, Scanned]
+_KINDS = {cls.__name__: cls for cls in (Undecodable, TooShort, Scanned)}
+
+
+def encode_result(result: ClipResult) -> bytes:
+    """The scan cache's file format: the result's fields plus its kind."""
+    return json.dumps({"kind": type(result).__name__, **asdict(result)}).encode()
+
+
+def decode_result(data: bytes) -> ClipResult | None:
+    """A cached result, or None for a file of another format (an older videonet): scanned again."""
+    fields = json.loads(data)
+    kind = _KINDS.get(fields.pop("kind", None)) if isinstance(fields, dict) else None
+    if kind is None:
+        return None
+    try:
+        return kind(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    except TypeError:
+        return None
+
+
+def _digest(identity: str) -> str:
+    return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+
+
+def cache_path(out: str, identity: str) -> str:
+    return join(out, WORK, "scans", f"{_digest(identity)}.json")
+
+
+def staging_path(out: str, identity: str) -> str:
+    return join(out, WORK, "staging", f"{_digest(identity)}.mp4")
+
+
+def _load_cache(path: str, wanted: set[int], frames: int) -> ClipResult | None:
+    """A cached result serves if the clip failed, was too short, or its scan decides every wanted class."""
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as fh:
+        cached = decode_result(fh.read())
+    if isinstance(cached, Scanned) and not cached.serves(wanted, frames):
+        return None
+    return cached
+
+
+def verdict_rows(candidates: list[dict], result: ClipResult, staged: str | None, min_duration: float) -> list[dict]:
+    """Apply the keep rule to each candidate of one clip."""
+    if isinstance(result, FetchFailed):
+        return [audit_row(c, DOWNLOAD_ERROR, result.reason) for c in candidates]
+    if isinstance(result, Undecodable):
+        return [audit_row(c, DECODE_ERROR, result.reason) for c in candidates]
+    if isinstance(result, TooShort):
+        return [audit_row({**c, "duration": result.duration}, TOO_SHORT,
+                          f"duration {result.duration:.2f} s < {min_duration:g} s (probed)") for c in candidates]
+    rows = []
+    classified = len(result.top1)
+    for c in candidates:
+        c = {**c, "duration": c.get("duration") if c.get("duration") is not None else result.duration}
+        decision = keep_decision(result.top1, c["class_index"])
+        if decision.kept:
+            best = max(s for label, s in zip(result.top1, result.scores) if label == c["class_index"])
+            rows.append(kept_row(c, fps=result.fps, frames_decoded=result.decoded,
+                                 frames_classified=classified, matched_frames=decision.matched_frames,
+                                 first_match=decision.first_match, top1_score=best,
+                                 path=staged or c.get("path")))
+        else:
+            usual = max(set(result.top1), key=result.top1.count)
+            rows.append(audit_row(c, REJECTED, f"{c['name']} ({c['class_index']}) never top-1 in {classified} "
+                                               f"frames; most frequent top-1: {class_name(usual)} ({usual})",
+                                  classified))
+    return rows
+
+
+def _scanned(probed: tuple[float | None, float | None, tuple[int, ...]], scan: Scan) -> ClipResult:
+    duration, fps, wanted = probed
+    if scan.error is not None:
+        return Undecodable(scan.error, wanted, duration, fps)
+    return Scanned(duration, fps, wanted, tuple(scan.top1), tuple(scan.scores), scan.decoded, scan.exhausted)
+
+
+def _is_download(candidates: list[dict]) -> bool:
+    """A URL candidate: its file exists only while judged, so a kept one is staged for the shard writer."""
+    return not candidates[0].get("path")
+
+
+def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, settings: JudgeSettings,
+                fetch: FetchSettings, min_duration: float, out: str) -> list[dict]:
+    """Verdict rows for a batch of ``(video identity, candidates)`` clip jobs; ``out`` is the run dir."""
+    results: dict[int, ClipResult] = {}
+    probed: dict[int, tuple[float | None, float | None, tuple[int, ...]]] = {}
+    to_scan: list[tuple[int, str, set[int]]] = []
+    with ExitStack() as stack:
+        for i, (identity, candidates) in enumerate(jobs):
+            wanted = {c["class_index"] for c in candidates}
+            cached = _load_cache(cache_path(out, identity), wanted, settings.frames)
+            unstaged = (_is_download(candidates) and isinstance(cached, Scanned) and set(cached.top1) & wanted
+                        and not FileSystems.exists(staging_path(out, identity)))
+            if cached is not None and not unstaged:
+                results[i] = cached
+                continue
+            first, key = candidates[0], tuple(sorted(wanted))
+            try:
+                local = stack.enter_context(local_video(first.get("url"), first.get("path"), fetch))
+                info = probe(local)
+            except FetchError as exc:
+                results[i] = FetchFailed(str(exc))
+                continue
+            except DecodeError as exc:
+                results[i] = Undecodable(str(exc), key)
+                continue
+            if duration_verdict(info.duration, min_duration) is False:
+                results[i] = TooShort(info.duration, info.fps, key)
+                continue
+            try:
+                check_complete(local)
+            except DecodeError as exc:
+                results[i] = Undecodable(str(exc), key, info.duration, info.fps)
+                continue
+            probed[i] = (info.duration, info.fps, key)
+            to_scan.append((i, local, wanted))
+        scans = scan_clips(classifier, [(local, wanted) for _, local, wanted in to_scan], settings.frames,
+                           settings.chunk, decode_timeout_s=settings.decode_timeout) if to_scan else []
+        for (i, local, wanted), scan in zip(to_scan, scans):
+            results[i] = _scanned(probed[i], scan)
+            if isinstance(results[i], Scanned) and wanted & set(scan.top1) and _is_download(jobs[i][1]):
+                with open(local, "rb") as fh:
+                    write_atomic(staging_path(out, jobs[i][0]), fh.read())
+    rows = []
+    for i, (identity, candidates) in enumerate(jobs):
+        result = results[i]
+        if not isinstance(result, FetchFailed):
+            write_atomic(cache_path(out, identity), encode_result(result))
+        staged = staging_path(out, identity) if _is_download(candidates) else None
+        rows += verdict_rows(candidates, result, staged, min_duration)
+    return rows

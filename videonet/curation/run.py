@@ -1,0 +1,168 @@
+"""Driver of a curation run: the settings of every stage, the run's state, Beam, the report.
+
+Each stage owns a small frozen dataclass of its settings, defaults written once there;
+:class:`CurateSettings` gathers them and ``videonet curate``'s options are generated from their
+fields (``videonet.cli``), so an option, its default and its help exist in one place. Run state
+(the run id, what a previous run already audited) is not configuration: it lives in
+:class:`RunState` and in the run directory itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import secrets
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from videonet.curation.candidates import CandidateSettings
+from videonet.curation.judge.classifier import ClassifierSettings
+from videonet.curation.judge.fetch import FetchSettings
+from videonet.curation.judge.verdicts import JudgeSettings
+from videonet.curation.search import SearchSettings
+from videonet.curation.vocabulary.classes import VocabularySettings
+from videonet.curation.write import WriteSettings
+from videonet.errors import UserError
+
+LOCAL_RUNNERS = ("DirectRunner", "direct")
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """Where the pipeline runs; Beam's own flags follow ``--`` on the command line."""
+
+    runner: str = field(default="DirectRunner", metadata={
+        "help": "Beam runner: DirectRunner, DataflowRunner, FlinkRunner, ..."})
+    progress: bool = field(default=True, metadata={"help": "Show tqdm progress on the local runner."})
+
+    @property
+    def local(self) -> bool:
+        return self.runner in LOCAL_RUNNERS
+
+
+@dataclass(frozen=True)
+class CurateSettings:
+    """Every setting of ``videonet curate``, one section per stage, in the order data flows."""
+
+    vocabulary: VocabularySettings = field(default_factory=VocabularySettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    candidates: CandidateSettings = field(default_factory=CandidateSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    write: WriteSettings = field(default_factory=WriteSettings)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    beam_args: tuple[str, ...] = ()  # Beam pipeline flags, given after `--`
+
+    @classmethod
+    def of(cls, beam_args: typing.Sequence[str] = (), **flat: Any) -> "CurateSettings":
+        """Build from flat option names (the CLI's, with underscores); each goes to the section that owns it."""
+        sections = {}
+        for name, section in sections_of(cls):
+            own = {f.name: flat.pop(f.name) for f in dataclasses.fields(section) if f.name in flat}
+            sections[name] = section(**own)
+        if flat:
+            raise TypeError(f"unknown curate settings: {', '.join(sorted(flat))}")
+        settings = cls(**sections, beam_args=tuple(beam_args))
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """One-line errors for values below a field's declared minimum."""
+        for name, section in sections_of(type(self)):
+            values = getattr(self, name)
+            for f in dataclasses.fields(section):
+                low = f.metadata.get("min")
+                if low is not None and getattr(values, f.name) < low:
+                    flag = "--" + f.name.replace("_", "-")
+                    raise UserError(f"{flag} must be at least {low}" if low else f"{flag} must not be negative")
+
+    @property
+    def writers(self) -> int:
+        """Parallel shard writers: the option, or 1 on the local runner and 32 on distributed ones."""
+        return self.write.shard_writers or (1 if self.runner.local else 32)
+
+
+def sections_of(cls: type) -> Iterator[tuple[str, type]]:
+    """(name, settings dataclass) of each section of :class:`CurateSettings`, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield f.name, hints[f.name]
+
+
+def option_fields() -> Iterator[tuple[dataclasses.Field, Any]]:
+    """Every field that is a command-line option, with its resolved type (for building the CLI)."""
+    for _, section in sections_of(CurateSettings):
+        hints = typing.get_type_hints(section)
+        for f in dataclasses.fields(section):
+            if f.metadata.get("cli", True):
+                yield f, hints[f.name]
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What one run of the pipeline is: where it writes, and its id (names its audit and shard files)."""
+
+    out: str
+    run_id: str
+
+    @classmethod
+    def new(cls, out: str) -> "RunState":
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        return cls(out.rstrip("/"), f"{stamp}-{secrets.token_hex(3)}")
+
+
+def pipeline_options(settings: CurateSettings):
+    """Beam options: --runner plus every flag given after ``--`` on the command line."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    return PipelineOptions([f"--runner={settings.runner.runner}", *settings.beam_args], pickle_library="cloudpickle")
+
+
+def dry_run(out: str, settings: CurateSettings) -> int:
+    """Build the pipeline graph with the given runner options without running it; count transforms.
+
+    Nothing on disk changes: no recovery, no demo clips, no run directory.
+    """
+    import apache_beam as beam
+    from apache_beam.utils.shared import Shared
+
+    from videonet.curation.search import make_source
+    from videonet.curation.vocabulary.classes import parse_classes
+    from videonet.pipelines.curate import build
+
+    classes, source = parse_classes(settings.vocabulary.classes), make_source(settings.search)
+    pipeline = beam.Pipeline(options=pipeline_options(settings))
+    build(pipeline, settings, classes, source, RunState.new(out), Shared())
+    return len(pipeline.to_runner_api().components.transforms)
+
+
+def curate(out: str, settings: CurateSettings) -> dict:
+    """Run (or resume) a curation into ``out`` and return the report summary."""
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.utils.shared import Shared
+
+    from videonet.curation.report import build_report
+    from videonet.curation.search import make_source
+    from videonet.curation.vocabulary.classes import parse_classes
+    from videonet.curation.write.rundir import WORK, join, recover
+    from videonet.pipelines.curate import acquire_classifier, run
+
+    classes, source = parse_classes(settings.vocabulary.classes), make_source(settings.search)
+    source.prepare()
+    state = RunState.new(out)
+    removed = recover(state.out)
+    if removed:
+        print(f"recovered {state.out}: removed {len(removed)} files of an interrupted commit")
+    shared = Shared()
+    # Fail fast, in one line, on weights that cannot be loaded, before any search or download; on
+    # the local runner the DoFns then reuse this very model through the Shared handle.
+    model = acquire_classifier(shared, settings.classifier) if settings.runner.local else None
+    run(settings, classes, source, state, shared)
+    del model
+    staging = join(state.out, WORK, "staging")
+    if FileSystems.exists(staging):  # every staged download is inside a committed shard now
+        FileSystems.delete([staging])
+    return build_report(state.out)
