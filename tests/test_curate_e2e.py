@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import webdataset as wds
@@ -135,3 +136,75 @@ def test_catalog_videos_on_a_remote_filesystem_are_read_through_beam(demo_dir, t
     samples = {s["__key__"]: s for s in wds.WebDataset([str(p) for p in shard_paths(str(out))], shardshuffle=False)}
     by_id = dict(zip(metadata["id"], metadata["key"]))
     assert samples[by_id["cat"]]["mp4"] == (demo_dir / "chelsea_cat.mp4").read_bytes()
+
+
+def test_a_video_of_two_classes_is_kept_once_under_the_class_top1_on_the_most_frames(demo_dir, lite0, tmp_path):
+    """A real clip cutting between the cat and the coffee photo passes both Egyptian cat and espresso."""
+    import skimage.data
+
+    from conftest import TEST_FRAMES
+    from videonet.curation.judge.frames import iter_frames
+    from videonet.curation.run import curate
+    from videonet.curation.search.demo import pan_zoom_frames, write_clip
+
+    cat, cup = (list(pan_zoom_frames(getattr(skimage.data, name)(), 12.0)) for name in ("chelsea", "coffee"))
+    clip = tmp_path / "cat_and_cup.mp4"
+    write_clip(clip, [cat[i] if i % 5 < 3 else cup[i] for i in range(len(cat))])  # 3 cat frames, 2 cup frames
+    classes = {285: "n02124075", 967: "n07920052"}
+    top1 = lite0.top1(np.stack(list(iter_frames(str(clip), TEST_FRAMES))))[0].tolist()
+    counts = {c: top1.count(c) for c in classes}
+    assert all(counts.values()), f"the clip must pass both classes to test the rule: {top1}"
+    winner = max(sorted(counts), key=lambda c: counts[c])  # most frames; max keeps the first (lower) on ties
+    loser = ({285, 967} - {winner}).pop()
+    catalog = tmp_path / "catalog.csv"
+    pd.DataFrame([{"id": "both", "title": "Egyptian cat and my espresso", "path": str(clip)}]).to_csv(catalog, index=False)
+    for multi in (False, True):
+        out = tmp_path / f"multi-{multi}"
+        curate(*curate_options(out, demo_dir, source=f"catalog:{catalog}", classes=",".join(classes.values()),
+                               multi_label=multi))
+        audit, metadata = read_audit(str(out)), read_metadata(str(out))
+        assert list(metadata["class_index"]) == [winner] and metadata["frames_classified"].iloc[0] == TEST_FRAMES
+        assert len(list(wds.WebDataset([str(p) for p in shard_paths(str(out))], shardshuffle=False))) == 1
+        if multi:
+            assert list(metadata["labels"].iloc[0]) == [winner, loser]
+            assert sorted(audit[audit["status"] == "kept"]["class_index"]) == [285, 967]
+        else:
+            assert list(metadata["labels"].iloc[0]) == [winner]
+            moved = _row(audit, "both", classes[loser])
+            assert moved["status"] == "kept_for_other_class" and classes[winner] in moved["reason"]
+
+
+def test_keep_rule_boundaries_on_real_clips(demo_dir, lite0, tmp_path):
+    """At the paper's defaults (first 100 frames, clips of at least 10 s): one cat frame among coffee frames
+    keeps a clip at the 1st and at the 100th frame, not at the 101st; a clip of exactly 10.0 s is judged,
+    one of 9.9 s is too short (probed: the catalog gives no duration)."""
+    import skimage.data
+
+    from videonet.curation.judge.frames import iter_frames, probe
+    from videonet.curation.judge.verdicts import JudgeSettings
+    from videonet.curation.run import curate
+    from videonet.curation.search.demo import pan_zoom_frames, write_clip
+
+    cat = next(pan_zoom_frames(skimage.data.chelsea(), 1.0))
+    cup = list(pan_zoom_frames(skimage.data.coffee(), 12.0))
+    clips = {"first": (0, 120), "hundredth": (99, 100), "hundred_first": (100, 120), "short": (0, 99)}
+    rows = []
+    for name, (at, length) in clips.items():
+        path = tmp_path / f"{name}.mp4"
+        write_clip(path, [cat if i == at else cup[i] for i in range(length)])
+        rows.append({"id": name, "title": f"Egyptian cat {name}", "path": str(path)})
+        top1 = lite0.top1(np.stack(list(iter_frames(str(path), 101))))[0].tolist()
+        assert [i for i, label in enumerate(top1) if label == 285] == [at], (name, top1)  # the test's premise
+    assert probe(str(tmp_path / "hundredth.mp4")).duration == 10.0
+    catalog = tmp_path / "catalog.csv"
+    pd.DataFrame(rows).to_csv(catalog, index=False)
+    out = tmp_path / "run"
+    curate(*curate_options(out, demo_dir, source=f"catalog:{catalog}", classes="n02124075",
+                           frames=JudgeSettings().frames, chunk=JudgeSettings().chunk))
+    audit, metadata = read_audit(str(out)), read_metadata(str(out)).set_index("id")
+    assert sorted(metadata.index) == ["first", "hundredth"]
+    assert (metadata.loc["first", "first_match"], metadata.loc["hundredth", "first_match"]) == (0, 99)
+    assert (metadata["matched_frames"] == 1).all()
+    assert _status(audit, "hundred_first", "n02124075") == "rejected_by_classifier"
+    assert "never top-1 in 100 frames" in _row(audit, "hundred_first", "n02124075")["reason"]
+    assert _status(audit, "short", "n02124075") == "too_short"

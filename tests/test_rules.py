@@ -46,6 +46,14 @@ def test_keep_decision_needs_one_top1_frame():
     assert not keep_decision([], 281).kept
 
 
+def test_keep_decision_at_its_boundary_one_frame_first_or_last():
+    only_first = keep_decision([281] + [5] * 99, 281)
+    assert only_first.kept and (only_first.matched_frames, only_first.first_match) == (1, 0)
+    only_last = keep_decision([5] * 99 + [281], 281)
+    assert only_last.kept and (only_last.matched_frames, only_last.first_match) == (1, 99)
+    assert not keep_decision([5] * 100, 281).kept
+
+
 def test_dedup_and_cap_is_deterministic_and_ordered_by_rank():
     items = [Ranked("b", 0, 1, "b0"), Ranked("a", 0, 0, "a0"), Ranked("a", 1, 0, "a1"), Ranked("c", 1, 1, "c1")]
     kept, duplicates, over_cap = dedup_and_cap(items, cap=2)
@@ -63,3 +71,27 @@ def test_stage_rows_carry_status_and_reason():
     assert "status" not in ok and ok["term"] == "tabby cat"
     rows = dedup_class([ok, {**ok, "term_order": 1}, {**ok, "id": "v2", "rank": 3}], cap=1)
     assert [r.get("status") for r in rows] == [None, "duplicate", "over_cap"]
+
+
+def test_one_class_per_video_goes_to_the_class_top1_on_the_most_frames():
+    from videonet.curation.judge.verdicts import winning_class
+
+    assert winning_class([285, 281, 281, 7], [285, 281]) == 281
+    assert winning_class([285, 281, 285, 281], [285, 281]) == 281  # a tie: the lower class index
+    assert winning_class([285, 281, 285, 281, 285], [281, 285]) == 285
+    assert winning_class([3], [3]) == 3
+
+
+def test_a_video_passing_two_classes_is_kept_once():
+    from videonet.curation.judge.verdicts import Scanned, verdict_rows
+    from videonet.curation.write.records import EXTRA_LABELS
+
+    tabby = {"wnid": "n02123045", "class_index": 281, "name": "tabby", "id": "v", "title": "tabby or Egyptian cat"}
+    egyptian = {**tabby, "wnid": "n02124075", "class_index": 285, "name": "Egyptian cat"}
+    scan = Scanned(12.0, 10.0, (281, 285), (285, 281, 285, 9), (0.5, 0.6, 0.7, 0.9), 4, False)
+    kept, other = verdict_rows([tabby, egyptian], scan, None, 10.0)
+    assert (kept["class_index"], kept["labels"], kept["matched_frames"]) == (285, [285], 2)
+    assert other["status"] == "kept_for_other_class" and other["wnid"] == "n02123045"
+    assert "n02124075" in other["reason"]
+    [multi] = verdict_rows([tabby, egyptian], scan, None, 10.0, multi_label=True)
+    assert multi["labels"] == [285, 281] and [e["class_index"] for e in multi[EXTRA_LABELS]] == [281]

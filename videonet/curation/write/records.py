@@ -18,8 +18,9 @@ DECODE_ERROR = "decode_error"
 REJECTED = "rejected_by_classifier"
 INVALID_ROW = "invalid_catalog_row"
 SEARCH_ERROR = "search_error"
+OTHER_CLASS = "kept_for_other_class"  # one class per video: the video is kept under the class that won it
 STATUSES = (KEPT, TITLE_MISMATCH, DUPLICATE, OVER_CAP, TOO_SHORT, DOWNLOAD_ERROR, DECODE_ERROR, REJECTED,
-            INVALID_ROW, SEARCH_ERROR)
+            OTHER_CLASS, INVALID_ROW, SEARCH_ERROR)
 
 _CANDIDATE_FIELDS = [
     ("run_id", pa.string()),
@@ -28,6 +29,7 @@ _CANDIDATE_FIELDS = [
     ("class_index", pa.int64()),
     ("name", pa.string()),
     ("term", pa.string()),
+    ("matched_form", pa.string()),  # the title's words that matched the term: the term or its plural
     ("id", pa.string()),
     ("title", pa.string()),
     ("url", pa.string()),
@@ -49,6 +51,7 @@ METADATA_SCHEMA = pa.schema(_CANDIDATE_FIELDS + [
     ("top1_score", pa.float64()),
     ("shard", pa.string()),
     ("key", pa.string()),
+    ("labels", pa.list_(pa.int64())),  # the classes the clip is kept for: its own first, then --multi-label extras
 ])
 
 
@@ -84,6 +87,9 @@ def clip_key(candidate: dict) -> str:
 
     digest = hashlib.sha1(str(candidate["id"]).encode("utf-8", "surrogateescape")).hexdigest()[:16]
     return f"{candidate['wnid']}_{digest}"
+
+
+EXTRA_LABELS = "extra_labels"  # kept row field (not a column): the --multi-label candidates audited with its commit
 
 
 def kept_row(candidate: dict, **facts) -> dict:

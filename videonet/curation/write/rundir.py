@@ -6,6 +6,7 @@ Layout under ``--out`` (any Beam filesystem: local, gs://, s3://)::
     metadata/<part>.parquet    one row per kept clip (the commit marker of <part>)
     audit/<part>.parquet       the 'kept' audit rows of <part>
     audit/drops-<run>-*.parquet  every dropped candidate with its status and reason
+    search/<run>.parquet       per class: why its search stopped and how many requests it spent
     report/                    retention tables, summary and report.html
     _work/                     scan cache and staged downloads (safe to delete after a run)
 
@@ -16,6 +17,7 @@ removed by :func:`recover`, so a kill never leaves a half-visible or duplicated 
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import posixpath
@@ -26,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from videonet.curation.write.records import AUDIT_SCHEMA, KEPT, METADATA_SCHEMA, audit_row
+from videonet.curation.write.records import AUDIT_SCHEMA, EXTRA_LABELS, KEPT, METADATA_SCHEMA, audit_row
 
-SHARDS, METADATA, AUDIT, REPORT, WORK = "shards", "metadata", "audit", "report", "_work"
+SHARDS, METADATA, AUDIT, SEARCH, REPORT, WORK = "shards", "metadata", "audit", "search", "report", "_work"
 
 
 def join(*parts: str) -> str:
@@ -75,7 +77,8 @@ def write_shard(path: str, rows: list[dict], part: str) -> None:
             for row in sorted(rows, key=lambda r: r["key"]):
                 with FileSystems.open(row["path"]) as video:
                     sink.write({"__key__": row["key"], "mp4": video.read(),
-                                "json": json.dumps({**row, "shard": part}, sort_keys=True).encode()})
+                                "json": json.dumps({k: v for k, v in row.items() if k in METADATA_SCHEMA.names}
+                                                   | {"shard": part}, sort_keys=True).encode()})
         spool.seek(0)
         with FileSystems.create(path + ".tmp") as fh:
             shutil.copyfileobj(spool, fh, length=8 * 1024 * 1024)
@@ -89,6 +92,10 @@ def commit_part(out: str, part: str, rows: list[dict]) -> None:
     kept_audit = [audit_row(r, KEPT, f"class top-1 on {r['matched_frames']} of {r['frames_classified']} "
                                f"classified frames (first at frame {r['first_match']})",
                             r["frames_classified"]) for r in rows]
+    # --multi-label: the other classes of a clip are kept in the same commit, under the clip's one key.
+    kept_audit += [audit_row(extra, KEPT, f"extra label of clip {r['key']} (class top-1 on "
+                                          f"{extra['matched_frames']} of {r['frames_classified']} classified frames)",
+                             r["frames_classified"]) for r in rows for extra in r.get(EXTRA_LABELS, ())]
     write_atomic(join(out, AUDIT, f"{part}.parquet"), parquet_bytes(kept_audit, AUDIT_SCHEMA))
     write_atomic(join(out, METADATA, f"{part}.parquet"), parquet_bytes(rows, METADATA_SCHEMA))
 
@@ -99,7 +106,8 @@ def recover(out: str) -> list[str]:
     removed = []
     for directory in (SHARDS, AUDIT, METADATA):
         removed += _list(join(out, directory), "*.tmp")
-    beam_temp = _list(join(out, AUDIT), "beam-temp-*/*")  # a killed run's unfinished audit write
+    # a killed run's unfinished audit or search-facts write
+    beam_temp = [p for directory in (AUDIT, SEARCH) for p in _list(join(out, directory), "beam-temp-*/*")]
     removed += beam_temp
     committed = {posixpath.basename(p)[: -len(".parquet")] for p in _list(join(out, METADATA), "*.parquet")}
     for tar in _list(join(out, SHARDS), "*.tar"):
@@ -111,12 +119,23 @@ def recover(out: str) -> list[str]:
                 removed.append(audit)
     if removed:
         FileSystems.delete(removed)
-    for directory in sorted({posixpath.dirname(p) for p in beam_temp}):
+    directories = {posixpath.dirname(p) for p in beam_temp}
+    if "://" not in out:  # a run killed before its first temporary audit file leaves the directory empty
+        directories.update(glob.glob(glob.escape(join(out, AUDIT)) + "/beam-temp-*/"))
+    for directory in sorted(directories):
         try:
-            FileSystems.delete([directory])
+            FileSystems.delete([directory.rstrip("/")])
         except Exception:  # object stores have no directories to remove
             pass
     return removed
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A part written by an older videonet lacks the newer columns: they read as nulls."""
+    for column in schema:
+        if column.name not in table.column_names:
+            table = table.append_column(column, pa.nulls(len(table), column.type))
+    return table.select(schema.names).cast(schema)
 
 
 def read_table(out: str, directory: str, schema: pa.Schema):
@@ -124,7 +143,7 @@ def read_table(out: str, directory: str, schema: pa.Schema):
     tables = []
     for path in _list(join(out, directory), "*.parquet"):
         with FileSystems.open(path) as fh:
-            tables.append(pq.read_table(io.BytesIO(fh.read())).cast(schema))
+            tables.append(_conform(pq.read_table(io.BytesIO(fh.read())), schema))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     return table.to_pandas()
 
