@@ -12,6 +12,7 @@ from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thr
 from test_eval_segment import write_pascal
 from videonet.errors import UserError
 from videonet.evaluation import paper
+from videonet.evaluation.backbone import load_backbone
 from videonet.evaluation.finetune import Ranks
 
 CPU = Ranks(0, 1, torch.device("cpu"))
@@ -20,7 +21,8 @@ SMOKE = paper.PaperOptions(arch="resnet18", workers=0, max_steps=3, batch_size=2
 
 def test_only_pascal_present_fills_pascal_and_marks_the_rest(tmp_path: Path) -> None:
     write_pascal(tmp_path / "data" / "pascal", n_train=4, n_val=2)
-    results = paper.run_paper("random", tmp_path / "data", "rand18", SMOKE, CPU)
+    loaded = load_backbone("random", arch="resnet18")
+    results = paper.run_paper(loaded, tmp_path / "data", "rand18", SMOKE, CPU)
     assert [(r.eval, r.dataset) for r in results] == [("segment-pascal", "pascal")]
     paths = paper.write_tables("rand18", results, tmp_path / "out")
     assert [p.name for p in paths] == ["paper.md", "paper_table1.csv", "paper_scene.csv"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from videonet.errors import UserError
-from videonet.evaluation.backbone import load_backbone
+from videonet.evaluation.backbone import LoadedBackbone, load_backbone
 from videonet.evaluation.finetune import Finetune, Ranks
 from videonet.evaluation.results import EvalResult
 
@@ -151,17 +151,20 @@ def check_layouts(data_root: Path) -> list[str]:
     return present
 
 
-def run_paper(checkpoint: str, data_root: Path, label: str, opts: PaperOptions, where: Ranks) -> list[EvalResult]:
-    """Run every evaluation whose folder is present; returns their results (on rank 0; others get [])."""
-    loaded = load_backbone(checkpoint, opts.arch, opts.seed)  # fails fast on a bad checkpoint
+def run_paper(loaded: LoadedBackbone, data_root: Path, label: str, opts: PaperOptions, where: Ranks) -> list[EvalResult]:
+    """Run every evaluation whose folder is present; returns their results (on rank 0; others get []).
+
+    ``loaded`` names the checkpoint (its ``source``); each evaluation loads a fresh copy, since
+    fine-tuning and DAVIS's stride removal change the network they are given.
+    """
     results = []
     for name in check_layouts(data_root):
         eval_name, runner, distributed = EVALS[name]
         if not distributed and not where.main:
             continue
-        metrics, config = runner(data_root / name, checkpoint, opts, where)
+        metrics, config = runner(data_root / name, loaded.source, opts, where)
         if where.main and metrics:
-            results.append(EvalResult(eval_name, label, checkpoint, loaded.arch, name, metrics, config))
+            results.append(EvalResult(eval_name, label, loaded.source, loaded.arch, name, metrics, config))
     return results
 
 
