@@ -9,7 +9,8 @@ import torch
 from torchvision import models
 
 from videonet.errors import UserError
-from videonet.evaluation.backbone import detect_arch, forward_layers, load_backbone, remove_stride
+from videonet.evaluation.backbone import load_backbone, remove_stride
+from videonet.torch_utils import forward_stages
 
 
 @pytest.fixture(autouse=True)
@@ -53,14 +54,6 @@ def test_state_dict_file_and_run_dir_load_the_same_weights_as_random_init(tmp_pa
     assert not torch.allclose(features(load_backbone("random", arch="resnet18", seed=4).model, x), features(from_file.model, x))
 
 
-def test_detect_arch_from_keys() -> None:
-    assert detect_arch(models.resnet18().state_dict()) == "resnet18"
-    r50 = {k: v for k, v in models.resnet50().state_dict().items() if not k.startswith("fc.")}
-    assert detect_arch(r50) == "resnet50"
-    with pytest.raises(UserError, match="not a torchvision ResNet"):
-        detect_arch({"features.0.weight": torch.zeros(1)})
-
-
 def test_bad_checkpoints_fail_with_one_line(tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = models.resnet18()
@@ -98,8 +91,8 @@ def test_remove_stride_makes_layer3_stride_8(arch: str) -> None:
     model = getattr(models, arch)().eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
-        before = forward_layers(model, x, ["layer3"])["layer3"]
-        after = forward_layers(remove_stride(model, "layer3"), x, ["layer3"])["layer3"]
+        before = forward_stages(model, x, ["layer3"])["layer3"]
+        after = forward_stages(remove_stride(model, "layer3"), x, ["layer3"])["layer3"]
     assert before.shape[-2:] == (4, 6)  # stride 16
     assert after.shape[-2:] == (8, 12)  # stride 8, same channels and weights
     assert after.shape[1] == before.shape[1] == (1024 if arch == "resnet50" else 256)

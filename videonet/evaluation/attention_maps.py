@@ -23,8 +23,8 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from videonet.errors import UserError
-from videonet.evaluation.backbone import forward_layers
 from videonet.evaluation.features import normalize
+from videonet.torch_utils import forward_stages, load_torch
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -36,7 +36,7 @@ def load_attention(path: Path):
     if not path.is_file():
         raise UserError(f"no attention.pt at {path}: attention maps need a VITO run trained with attention pooling")
     try:
-        pool = MultiScalePooling.from_export(torch.load(path, map_location="cpu", weights_only=True))
+        pool = MultiScalePooling.from_export(load_torch(str(path), "attention export"))
     except (ValueError, KeyError, RuntimeError) as exc:
         raise UserError(f"{path}: {str(exc).splitlines()[0]}") from exc
     if pool.pooling != "attn":
@@ -52,7 +52,7 @@ def view_transform(size: int) -> transforms.Compose:
 @torch.no_grad()
 def attention_map(model: torch.nn.Module, pool, image: torch.Tensor) -> torch.Tensor:
     """(H, W) mean of the per-scale masks for a normalised image (3, H, W), each rescaled so uniform = 1."""
-    maps = forward_layers(model, image[None], pool.layers)
+    maps = forward_stages(model, image[None], pool.layers)
     scaled = []
     for layer, module in zip(pool.layers, pool.pools):
         fmap = maps[layer]

@@ -20,13 +20,13 @@ app = typer.Typer(
 
 CHECKPOINT = typer.Argument(
     ...,
-    help="backbone.pt (or any torchvision ResNet state dict), a `videonet train` run dir, 'random', "
-    "or a torchvision weights name such as ResNet50_Weights.IMAGENET1K_V2.",
+    help="backbone.pt (or any torchvision ResNet state dict), a `videonet train` run dir (local, http(s), gs://, "
+    "s3://, ...), 'random', or a torchvision weights name such as ResNet50_Weights.IMAGENET1K_V2.",
 )
 ARCH = typer.Option(None, help="Architecture for 'random' (default resnet50); checked against the checkpoint otherwise.")
 NAME = typer.Option(None, help="Label of this checkpoint in the summary table (default: run dir, file stem or spec).")
 RESULTS = typer.Option(Path("runs/eval"), help="Folder that receives the JSON result (read by `videonet eval summary`).")
-DEVICE = typer.Option("auto", help="'auto' (GPU if available), 'cpu', 'cuda', 'cuda:1', ...")
+DEVICE = typer.Option("auto", help="'auto' (GPU if available), 'cpu', 'cuda' or 'cuda:N'.")
 SEED = typer.Option(0, help="Seed for random init, data order and augmentation.")
 
 
@@ -50,12 +50,12 @@ def _save(eval_name: str, loaded, label: str, dataset: Path, metrics: dict, conf
 def _frozen_features(checkpoint: str, arch: Optional[str], seed: int, name: Optional[str], data_dir: Path,
                      crop_size: int, batch_size: int, workers: int, device: str):
     """The backbone and its train/val features, checking the dataset layout before loading any weights."""
-    from videonet.evaluation.backbone import pick_device
     from videonet.evaluation.features import extract_features, image_folder_splits
+    from videonet.torch_utils import torch_device
 
     train_set, val_set = image_folder_splits(data_dir, crop_size)
     loaded, label = _load(checkpoint, arch, seed, name)
-    dev = pick_device(device)
+    dev = torch_device(device)
     train = extract_features(loaded.model, train_set, dev, batch_size, workers, desc="train features")
     val = extract_features(loaded.model, val_set, dev, batch_size, workers, desc="val features")
     return loaded, label, train, val
@@ -137,12 +137,12 @@ def davis_cmd(
 ) -> None:
     """Video object segmentation by label propagation with stride-8 res4 features; reports J, F, J&F means."""
     from videonet.evaluation import davis
-    from videonet.evaluation.backbone import pick_device
+    from videonet.torch_utils import torch_device
 
     loaded, label = _load(checkpoint, arch, seed, name)
     config = davis.PropagationConfig(n_context=n_context, topk=topk, radius=radius, temperature=temperature)
     out = masks_dir or results_dir / "davis-masks" / label
-    feature_fn = davis.backbone_feature_fn(loaded.model, pick_device(device))
+    feature_fn = davis.backbone_feature_fn(loaded.model, torch_device(device))
     chosen = sequences.split(",") if sequences else None
     metrics, scores = davis.evaluate(davis_dir, feature_fn, out, split, config, chosen)
     if not metrics:
@@ -178,12 +178,12 @@ def ucf101_cmd(
 ) -> None:
     """Finetune end to end on 2 s / 12 fps clips and report video top-1 (10 clips averaged)."""
     from videonet.evaluation import ucf101
-    from videonet.evaluation.backbone import pick_device
+    from videonet.torch_utils import torch_device
 
     loaded, label = _load(checkpoint, arch, seed, name)
     clip = ucf101.ClipConfig(fps=fps, seconds=seconds, resize=resize, crop=crop_size, test_clips=test_clips)
     train = ucf101.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, workers=workers, seed=seed)
-    metrics, n_test = ucf101.evaluate(ucf_dir, loaded.model, pooling, pick_device(device), split, clip, train)
+    metrics, n_test = ucf101.evaluate(ucf_dir, loaded.model, pooling, torch_device(device), split, clip, train)
     config = {"split": split, "pooling": pooling, "test_videos": n_test, **clip.__dict__, **train.__dict__}
     _save(f"ucf101-{pooling}", loaded, label, ucf_dir, metrics, config, results_dir)
 

@@ -27,9 +27,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from videonet.errors import UserError
-from videonet.evaluation.backbone import forward_layers, remove_stride
+from videonet.evaluation.backbone import remove_stride
 from videonet.evaluation.davis_metrics import VOID, ObjectScores, score_sequence, summarize
-from videonet.evaluation.features import IMAGENET_MEAN, IMAGENET_STD
+from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, forward_stages
 
 # Maps a normalised image (3, H, W) to a feature map (C, h, w); h, w set the propagation grid.
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
@@ -167,7 +167,7 @@ def backbone_feature_fn(model: torch.nn.Module, device: torch.device, layer: str
 
     @torch.no_grad()
     def embed(image: torch.Tensor) -> torch.Tensor:
-        return forward_layers(model, image[None].to(device), [layer])[layer][0]
+        return forward_stages(model, image[None].to(device), [layer])[layer][0]
 
     return embed
 

@@ -11,10 +11,7 @@ from torchvision import datasets, transforms
 from tqdm import tqdm
 
 from videonet.errors import UserError
-from videonet.evaluation.backbone import forward_layers
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, forward_stages
 
 
 def normalize() -> transforms.Normalize:
@@ -75,7 +72,7 @@ def extract_features(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     feats, labels = [], []
     for images, targets in tqdm(loader, desc=desc, unit="batch"):
-        fmap = forward_layers(model, images.to(device), ["layer4"])["layer4"]
+        fmap = forward_stages(model, images.to(device), ["layer4"])["layer4"]
         feats.append(fmap.mean(dim=(2, 3)).float().cpu())
         labels.append(targets)
     return FeatureSet(torch.cat(feats), torch.cat(labels), list(dataset.classes))

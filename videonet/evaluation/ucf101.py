@@ -34,9 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from videonet.errors import UserError
-from videonet.evaluation.backbone import channels, forward_layers
-from videonet.evaluation.features import IMAGENET_MEAN, IMAGENET_STD
-from videonet.frames import scaled_size
+from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, forward_stages, scaled_size, stage_channels
 
 POOLINGS = ("avg", "multiscale", "temporal-attention")
 
@@ -170,14 +168,14 @@ class ClipClassifier(nn.Module):
             raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.backbone, self.pooling = backbone, pooling
         self.layers = ["layer3", "layer4"] if pooling == "multiscale" else ["layer4"]
-        dim = sum(channels(backbone, layer) for layer in self.layers)
+        dim = sum(stage_channels(backbone, layer) for layer in self.layers)
         self.time_score = nn.Linear(dim, 1) if pooling == "temporal-attention" else None
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         """Logits (B, classes) for clips (B, T, 3, H, W)."""
         b, t = clips.shape[:2]
-        maps = forward_layers(self.backbone, clips.flatten(0, 1), self.layers)
+        maps = forward_stages(self.backbone, clips.flatten(0, 1), self.layers)
         per_frame = torch.cat([maps[layer].mean(dim=(2, 3)) for layer in self.layers], dim=1).view(b, t, -1)
         if self.time_score is not None:
             weights = torch.softmax(self.time_score(per_frame), dim=1)  # (B, T, 1)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD
+
 VIDEO_MIN_SCALE = 0.4
 IMAGE_MIN_SCALE = 0.08
 

@@ -17,7 +17,9 @@ def train_command(
     data: Optional[str] = typer.Argument(
         None, help="Curated shards: a `videonet curate` run dir (shards/*.tar), a glob, or a brace URL "
                    "(local or fsspec, e.g. gs://bucket/run/shards/shard-{000000..000099}.tar)."),
-    out: Optional[Path] = typer.Option(None, help="Run dir for checkpoints, logs and exports; re-run to resume."),
+    out: Optional[str] = typer.Option(
+        None, help="Run dir for checkpoints, logs and exports; re-run to resume. With --export, where the exports "
+                   "go (local or a Beam filesystem URL such as gs://bucket/dir)."),
     steps: int = typer.Option(100_000, help="Total optimisation steps (the schedules span them)."),
     batch_size: int = typer.Option(256, help="Global batch of clips (split across torchrun processes)."),
     views: int = typer.Option(3, help="Views per clip (VITO: 3)."),
@@ -42,9 +44,9 @@ def train_command(
     log_every: int = typer.Option(10, help="Log every N steps (stdout, metrics.csv, TensorBoard)."),
     save_every: int = typer.Option(1000, help="Checkpoint every N steps (and at the end)."),
     stop_at: Optional[int] = typer.Option(None, help="Stop (and checkpoint) after this step, e.g. to fit a job limit."),
-    export: Optional[Path] = typer.Option(
-        None, help="Only export backbone.pt + attention.pt from this checkpoint (file or run dir) into --out "
-                   "(default: beside the checkpoint); no training."),
+    export: Optional[str] = typer.Option(
+        None, help="Only export backbone.pt + attention.pt from this checkpoint (file or run dir; local, gs://, "
+                   "s3://, ...) into --out (default: beside the checkpoint); no training."),
     branch: str = typer.Option("online", help="With --export: the online (default) or EMA target network."),
 ) -> None:
     """Train VITO (self-supervised, video) on curated shards; exports backbone.pt and attention.pt at the end."""
@@ -59,7 +61,7 @@ def train_command(
     from videonet.vito.train import TrainConfig, train
 
     config = TrainConfig(
-        data=data, out=str(out), steps=steps, batch_size=batch_size, views=views, sampler=sampler, window=window,
+        data=data, out=str(Path(out)), steps=steps, batch_size=batch_size, views=views, sampler=sampler, window=window,
         image_size=image_size, min_scale=min_scale, arch=arch, pooling=pooling, scales=scales,
         proj_hidden=proj_hidden, proj_dim=proj_dim, tau=tau, base_lr=base_lr, weight_decay=weight_decay,
         warmup=warmup, ema_base=ema_base, seed=seed, workers=workers, shuffle_buffer=shuffle_buffer, device=device,

@@ -18,47 +18,38 @@ the target branch (an EMA copy, :mod:`videonet.vito.ema`) is encoder -> pooling 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-import torchvision
 from torch import nn
 
-STAGES = ("layer1", "layer2", "layer3", "layer4")
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+from videonet.torch_utils import STAGES, build_resnet, forward_stages, load_torch, read_backbone, stage_channels
+
+if TYPE_CHECKING:
+    from torchvision.models import ResNet
+
 ATTENTION_FORMAT = "videonet.vito.attention/1"
 
 
 class Backbone(nn.Module):
-    """A torchvision ResNet returning the feature maps of its last ``scales`` stages (block 4 last)."""
+    """A torchvision ResNet returning the feature maps of its last ``scales`` stages (block 4 last).
 
-    def __init__(self, arch: str = "resnet50", scales: int = 2) -> None:
+    ``net`` wraps an already loaded ResNet of that ``arch`` (see :func:`load_exported`) instead of a
+    freshly initialised one.
+    """
+
+    def __init__(self, arch: str = "resnet50", scales: int = 2, net: ResNet | None = None) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unsupported arch {arch!r}")
         if scales not in (1, 2):
             raise ValueError("scales must be 1 (block 4) or 2 (blocks 3 and 4)")
         self.arch = arch
-        self.net = getattr(torchvision.models, arch)(weights=None)
-        self.net.fc = nn.Identity()
+        self.net = net if net is not None else build_resnet(arch)
         self.layers = STAGES[-scales:]
-        self.dims = [_out_channels(getattr(self.net, name)) for name in self.layers]
+        self.dims = [stage_channels(self.net, name) for name in self.layers]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        n = self.net
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        out = []
-        for name in STAGES:
-            x = getattr(n, name)(x)
-            if name in self.layers:
-                out.append(x)
-        return out
-
-
-def _out_channels(stage: nn.Sequential) -> int:
-    """Channels produced by a ResNet stage (its last block's last BatchNorm)."""
-    last = stage[-1]
-    return (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
+        maps = forward_stages(self.net, x, self.layers)
+        return [maps[name] for name in self.layers]
 
 
 class AttentionPool(nn.Module):
@@ -164,14 +155,12 @@ class Online(nn.Module):
         return self.predictor(self.net(x))
 
 
-def load_exported(backbone_path: str, attention_path: str) -> tuple[nn.Module, MultiScalePooling]:
-    """Load ``backbone.pt`` and ``attention.pt`` into a :class:`Backbone` and its pooling.
+def load_exported(backbone_path: str, attention_path: str) -> tuple[Backbone, MultiScalePooling]:
+    """Load ``backbone.pt`` and ``attention.pt`` (local, http(s) or any Beam filesystem path) at once.
 
     ``pool(backbone(images))`` is then the VITO representation (``pool.out_dim`` features).
     """
-    blob = torch.load(attention_path, map_location="cpu", weights_only=True)
+    blob = load_torch(attention_path, "attention export")
     pool = MultiScalePooling.from_export(blob)
-    backbone = Backbone(blob["arch"], len(blob["layers"]))
-    state = torch.load(backbone_path, map_location="cpu", weights_only=True)
-    backbone.net.load_state_dict({k: v for k, v in state.items() if not k.startswith("fc.")})
-    return backbone, pool
+    net, arch = read_backbone(backbone_path, blob["arch"])
+    return Backbone(arch, len(blob["layers"]), net), pool

@@ -60,15 +60,18 @@ import torch.distributed as dist
 from torch import nn
 
 from videonet.errors import UserError
+from videonet.torch_utils import (
+    ARCHS, BACKBONE_FILE, in_run_dir, is_url, join, load_torch, save_torch, torch_device, write_backbone,
+)
 from videonet.vito.data import ClipStream, make_loader, resolve_shards, worker_count
 from videonet.vito.ema import ema_rate, ema_update
 from videonet.vito.lars import LARS, param_groups, warmup_cosine
 from videonet.vito.loss import info_nce
-from videonet.vito.model import ARCHS, Online, VitoNet
+from videonet.vito.model import Online, VitoNet
 from videonet.vito.sampling import SAMPLERS
 
 CHECKPOINT_FORMAT = "videonet.vito.checkpoint/1"
-BACKBONE_FILE = "backbone.pt"
+CHECKPOINT_FILE = "checkpoint.pt"
 ATTENTION_FILE = "attention.pt"
 MODEL_FIELDS = ("arch", "pooling", "scales", "proj_hidden", "proj_dim")
 
@@ -168,12 +171,9 @@ def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
     """(rank, world, device): DDP under torchrun when WORLD_SIZE > 1, a single process otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda but no CUDA device is available")
-    dev = torch.device("cuda", local) if device == "cuda" else torch.device("cpu")
+    dev = torch_device(device)
     if dev.type == "cuda":
+        dev = torch.device("cuda", local)
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
@@ -199,42 +199,37 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
-    """Write then rename, so a crash never leaves a truncated checkpoint behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint dict from ``path`` (a file or a run dir), with a one-line error if it is not one."""
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    if not path.is_file():
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint dict from ``path`` (a file or a run dir, local or remote), with a one-line error if it is not one."""
+    path = in_run_dir(str(path), CHECKPOINT_FILE)
+    if not is_url(path) and not Path(path).is_file():
         raise UserError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_torch(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not a videonet train checkpoint")
     return ckpt
 
 
-def export(checkpoint: Path, out_dir: Path | None = None, branch: str = "online") -> tuple[Path, Path]:
-    """Write ``backbone.pt`` and ``attention.pt`` (formats in the module docstring) from a checkpoint."""
+def export(checkpoint: str | Path, out_dir: str | Path | None = None, branch: str = "online") -> tuple[str, str]:
+    """Write ``backbone.pt`` and ``attention.pt`` (formats in the module docstring) from a checkpoint.
+
+    ``checkpoint`` is a checkpoint file or run dir, local or on any Beam filesystem (``gs://``,
+    ``s3://``); the files go to ``out_dir``, by default beside the checkpoint.
+    """
     if branch not in ("online", "target"):
         raise UserError("--branch must be online or target")
-    ckpt = load_checkpoint(checkpoint)
+    source = in_run_dir(str(checkpoint), CHECKPOINT_FILE)
+    ckpt = load_checkpoint(source)
     cfg = TrainConfig(**ckpt["config"])
     online = cfg.build_online()
     online.load_state_dict(ckpt["online"])
     net = online.net
     if branch == "target":
         net.load_state_dict(ckpt["target"])
-    out_dir = out_dir or (checkpoint if checkpoint.is_dir() else checkpoint.parent)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    backbone = {k: v.detach().cpu().float().clone() for k, v in net.encoder.net.state_dict().items()}
-    paths = out_dir / BACKBONE_FILE, out_dir / ATTENTION_FILE
-    _save_atomic(backbone, paths[0])
-    _save_atomic(net.pool.export(cfg.arch), paths[1])
+    target_dir = str(out_dir) if out_dir is not None else os.path.dirname(source)
+    paths = join(target_dir, BACKBONE_FILE), join(target_dir, ATTENTION_FILE)
+    write_backbone(net.encoder.net, paths[0])
+    save_torch(net.pool.export(cfg.arch), paths[1])
     return paths
 
 
@@ -289,7 +284,7 @@ def train(cfg: TrainConfig) -> Path:
         raise UserError(f"--batch-size {cfg.batch_size} is not divisible by the {world} processes")
     out = Path(cfg.out)
     shards = resolve_shards(cfg.data)
-    ckpt_path = out / "checkpoint.pt"
+    ckpt_path = out / CHECKPOINT_FILE
 
     torch.manual_seed(cfg.seed)
     online = cfg.build_online().to(device)
@@ -332,7 +327,7 @@ def train(cfg: TrainConfig) -> Path:
 
     def save() -> None:
         if rank == 0:
-            _save_atomic({
+            save_torch({
                 "format": CHECKPOINT_FORMAT, "step": step, "config": asdict(cfg),
                 "online": unwrap(online).state_dict(), "target": target.state_dict(),
                 "optimizer": optimizer.state_dict(), "rng": _rng_state(),
