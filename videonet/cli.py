@@ -1,4 +1,4 @@
-"""The ``videonet`` command line (typer): synonyms, curate, report, train, eval.
+"""The ``videonet`` command line (typer): synonyms, curate, report, show, train, eval.
 
 Every user mistake surfaces as a one-line ``error: ...`` and exit code 2, never a traceback.
 """
@@ -13,6 +13,9 @@ from typing import Optional
 import typer
 
 from videonet.errors import UserError
+from videonet.quiet import quiet_optional_extras
+
+quiet_optional_extras(sys.argv[1:])  # before the imports below bring in apache_beam
 
 app = typer.Typer(
     help="Build VideoNet-style curated video datasets and train/evaluate VITO representations.",
@@ -112,17 +115,37 @@ def curate(
     typer.echo(f"report: {out.rstrip('/')}/report/report.html")
 
 
+def _run_dir(out: str) -> str:
+    """``out`` without a trailing slash, or a one-line error when it holds no curation run."""
+    from apache_beam.io.filesystems import FileSystems
+
+    from videonet.curation.write.rundir import AUDIT, METADATA, join
+
+    out = out.rstrip("/")
+    if not FileSystems.exists(join(out, METADATA)) and not FileSystems.exists(join(out, AUDIT)):
+        raise UserError(f"{out} is not a curation run directory (no audit/ or metadata/)")
+    return out
+
+
 @app.command()
 def report(out: str = typer.Argument(..., help="A curation run directory.")) -> None:
     """Print a run's summary and rebuild its report/ (tables, plot, report.html) from the audit."""
-    from videonet.curation.write.rundir import METADATA, join
     from videonet.curation.report import build_report, format_summary
 
-    from apache_beam.io.filesystems import FileSystems
+    typer.echo(format_summary(build_report(_run_dir(out))))
 
-    if not FileSystems.exists(join(out.rstrip("/"), METADATA)) and not FileSystems.exists(join(out.rstrip("/"), "audit")):
-        raise UserError(f"{out} is not a curation run directory (no audit/ or metadata/)")
-    typer.echo(format_summary(build_report(out.rstrip("/"))))
+
+@app.command()
+def show(
+    out: str = typer.Argument(..., help="A curation run directory."),
+    query: str = typer.Argument(..., metavar="CLASS_OR_CLIP",
+                                help="A class (wnid, index or name) or a clip (video id or key)."),
+) -> None:
+    """Print why a class kept what it kept (counts, kept clips with their matched frames and shards,
+    some rejected clips with their reasons), or every verdict on one clip."""
+    from videonet.curation.show import show as render
+
+    typer.echo(render(_run_dir(out), query))
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """Per-class retention report: how many candidates each class had, why they dropped, what stayed.
 
-Built from the audit and metadata tables alone, so it can be rebuilt at any time
-(``videonet report OUT``) and always agrees with what is on disk.
+Built from the audit and metadata tables (and the thumbnails the judge wrote beside them, see
+:mod:`videonet.curation.write.thumbs`), so it can be rebuilt at any time (``videonet report OUT``)
+and always agrees with what is on disk. report.html shows, per class, the frames behind its
+verdicts and a per-class table that sorts and filters with a script shipped in ``assets/``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import pandas as pd
 
 from videonet.curation.write.rundir import REPORT, join, read_audit, read_metadata, write_atomic
 from videonet.curation.write.records import DUPLICATE, KEPT, OVER_CAP, STATUSES, TITLE_MISMATCH
-from videonet.curation.vocabulary.classes import imagenet1k
+from videonet.curation.judge.scan import THUMB_PX
+from videonet.curation.sheets import Clip, Sheet, contact_sheets
+from videonet.curation.vocabulary.classes import class_name, imagenet1k
+from videonet.curation.write.thumbs import THUMBS
 
 RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP)
 PAPER_RETENTION_PCT = 24.0  # VITO/VideoNet kept about 24% of retrieved videos
@@ -80,20 +85,85 @@ def _plot_png(table: pd.DataFrame, limit: int = 60) -> bytes:
     return buffer.getvalue()
 
 
-def _html(table: pd.DataFrame, facts: dict, png: bytes) -> str:
+def _asset(name: str) -> str:
+    """A file of the package's report assets (inlined: the page works offline and from any bucket)."""
+    from importlib.resources import files
+
+    return files("videonet.curation").joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def _class_table(table: pd.DataFrame, linked: set[str]) -> str:
+    """The per-class table, sortable and filterable by assets/report.js; a class name links to its
+    contact sheet when it has one."""
+    numeric = {c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])}
+    head = "".join(f'<th data-type="number">{html.escape(c)}</th>' if c in numeric else f"<th>{html.escape(c)}</th>"
+                   for c in table.columns)
+    rows = []
+    for record in table.to_dict("records"):
+        cells = []
+        for column, value in record.items():
+            text = "" if pd.isna(value) else html.escape(str(value))
+            if column == "name" and record["wnid"] in linked:
+                text = f'<a href="#{html.escape(record["wnid"])}">{text}</a>'
+            cells.append(f'<td class="number">{text}</td>' if column in numeric else f"<td>{text}</td>")
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return f'<table id="classes"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _figure(clip: Clip, kept: bool) -> str:
+    """One thumbnail, loaded lazily from thumbs/, captioned with what the classifier saw there."""
+    row, facts = clip.row, clip.facts
+    verdict = f"shard {row['shard']}" if kept else row["reason"]
+    tip = html.escape(f"{row['id']}: {row.get('title') or ''}\n{verdict}", quote=True)
+    ident = html.escape(row["id"])
+    if facts is None:  # judged before thumbnails existed
+        return (f'<figure title="{tip}"><div class="missing">no frame</div>'
+                f"<figcaption><span>{ident}</span></figcaption></figure>")
+    seen = "" if kept else f"<span><b>{html.escape(class_name(facts['label']))}</b></span>"
+    return (f'<figure title="{tip}"><img loading="lazy" width="{THUMB_PX}" height="{THUMB_PX}" '
+            f'src="{THUMBS}/{html.escape(clip.key)}.jpg" alt="frame {facts["frame"]} of {ident}">'
+            f"<figcaption>{seen}<span>frame {facts['frame']} · score {facts['score']:.2f}</span>"
+            f"<span>{ident}</span></figcaption></figure>")
+
+
+def _sheet_html(sheet: Sheet) -> str:
+    strips = []
+    for label, clips, total, kept in (("kept", sheet.kept, sheet.kept_total, True),
+                                      ("rejected", sheet.rejected, sheet.rejected_total, False)):
+        if clips:
+            figures = "".join(_figure(c, kept) for c in clips)
+            strips.append(f'<div class="strip {label}"><div class="label">{label}<br>{len(clips)} of {total}</div>'
+                          f"{figures}</div>")
+    search = html.escape(f"{sheet.class_index} {sheet.wnid} {sheet.name}".lower(), quote=True)
+    return (f'<section class="sheet" id="{html.escape(sheet.wnid)}" data-filter="{search}">'
+            f"<h3>{sheet.class_index} {html.escape(sheet.wnid)} {html.escape(sheet.name)}: kept {sheet.kept_total}, "
+            f"rejected by the classifier {sheet.rejected_total}</h3>{''.join(strips)}</section>")
+
+
+def _html(table: pd.DataFrame, facts: dict, png: bytes, sheets: list[Sheet]) -> str:
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
                    for k, v in facts.items() if k != "by_status")
     statuses = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in facts["by_status"].items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>videonet retention report</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
-padding:2px 8px;text-align:left}}</style></head><body>
+<style>{_asset("report.css")}</style></head><body>
 <h1>videonet retention report</h1>
 <p>Kept {facts['kept']} of {facts['retrieved']} retrieved videos ({facts['retention_pct']}%); the paper kept about
 {PAPER_RETENTION_PCT:g}%.</p>
 <h2>Summary</h2><table>{rows}</table>
 <h2>Candidates by status</h2><table>{statuses}</table>
 <h2>Per-class retention</h2><img alt="per-class retention" src="data:image/png;base64,{base64.b64encode(png).decode()}">
-<h2>Per-class table</h2>{table.to_html(index=False, na_rep="")}
+<h2>Per-class table</h2>
+<p class="note">Click a column header to sort, type to filter; a class name leads to its frames.</p>
+<input id="filter" type="search" placeholder="filter: wnid, name, term" aria-label="filter classes">
+<span id="shown" class="note"></span>
+<div class="wide">{_class_table(table, {s.wnid for s in sheets})}</div>
+<h2>Frames behind the verdicts</h2>
+<p class="note">Kept (green): the first frame whose top-1 was the class, with its score. Rejected (red, a
+sample): the first frame of the clip's most frequent top-1 class, named with its score. Hover a frame for
+the video, its title and shard or reason; <code>videonet show DIR CLASS_OR_CLIP</code> prints the same in a
+terminal.</p>
+{"".join(_sheet_html(s) for s in sheets)}
+<script>{_asset("report.js")}</script>
 </body></html>"""
 
 
@@ -109,7 +179,8 @@ def build_report(out: str) -> dict:
     write_atomic(join(out, REPORT, "summary.json"), json.dumps(facts, indent=2).encode())
     png = _plot_png(table)
     write_atomic(join(out, REPORT, "retention.png"), png)
-    write_atomic(join(out, REPORT, "report.html"), _html(table, facts, png).encode())
+    sheets = contact_sheets(out, audit, metadata)
+    write_atomic(join(out, REPORT, "report.html"), _html(table, facts, png, sheets).encode())
     return facts
 
 

@@ -2,14 +2,18 @@
 
 Fast path (:func:`scan_clips`): several clips at once; each round decodes the next chunk of every
 undecided clip in a thread pool (PyAV releases the GIL) while the previous round is classified,
-concatenates the chunks into one batch, and drops a clip as soon as every class it was queried
-for has been top-1 on some frame (early exit). Rejected clips are scanned to N frames, so the
-keep decision is exactly the rule's. Naive path (:func:`naive_scan`): one clip, full-size decode,
+concatenates the chunks into one batch, and drops a clip queried for one class as soon as that
+class has been top-1 on some frame (early exit). Rejected clips, and clips queried for several
+classes (one class per video goes to the class top-1 on the most frames), are scanned to N frames,
+so the keep decision is exactly the rule's. Each scan also keeps a small JPEG of the first frame of every
+top-1 label it saw: the frames behind a verdict (the first match of a kept class, the most
+frequent label of a rejected clip) for the report, without decoding the clip a second time. Naive path (:func:`naive_scan`): one clip, full-size decode,
 one frame per forward pass, fp32, all N frames; the reference for tests and benchmarks.
 """
 
 from __future__ import annotations
 
+import io
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
@@ -20,6 +24,23 @@ import numpy as np
 from videonet.curation.judge.classifier import Classifier
 from videonet.curation.judge.frames import DecodeError, iter_frames, naive_frames
 
+THUMB_PX = 112  # side of a verdict's thumbnail: small enough for a contact sheet of hundreds
+
+
+def most_frequent(top1: Sequence[int]) -> int:
+    """The label a rejected clip mostly showed the classifier (ties: the smallest label)."""
+    return max(sorted(set(top1)), key=list(top1).count)
+
+
+def jpeg_thumb(frame: np.ndarray, size: int = THUMB_PX) -> bytes:
+    """A ``size`` px JPEG of a decoded frame (a few KB: a clip's worth of them fits in memory)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(frame).resize((size, size), Image.Resampling.BOX).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
 @dataclass
 class Scan:
     """What was learned about one clip: per-frame top-1 labels/scores, or the decode error."""
@@ -29,10 +50,19 @@ class Scan:
     error: str | None = None
     decoded: int = 0  # frames decoded (>= classified: a speculative chunk may be dropped on early exit)
     exhausted: bool = False  # the clip ran out of frames before N
+    firsts: dict[int, bytes] = field(default_factory=dict)  # label -> JPEG of its first top-1 frame
 
     @property
     def frames_classified(self) -> int:
         return len(self.top1)
+
+    def add(self, frames: np.ndarray, labels: list[int], scores: list[float]) -> None:
+        """Record a classified chunk, keeping a thumbnail of each label's first frame."""
+        for frame, label in zip(frames, labels):
+            if label not in self.firsts:
+                self.firsts[label] = jpeg_thumb(frame)
+        self.top1 += labels
+        self.scores += scores
 
 
 @dataclass
@@ -89,10 +119,12 @@ def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], fr
             offset = 0
             for i, got in arrays:
                 clip = state[i]
-                clip.scan.top1 += labels[offset:offset + len(got)].tolist()
-                clip.scan.scores += scores[offset:offset + len(got)].tolist()
+                clip.scan.add(got, labels[offset:offset + len(got)].tolist(),
+                              scores[offset:offset + len(got)].tolist())
                 offset += len(got)
-                if early_exit and clip.wanted <= set(clip.scan.top1):
+                # Stop once the verdict cannot change: a clip wanted by several classes that all pass is
+                # scanned to N, since one class per video goes to the class top-1 on the most frames.
+                if early_exit and len(clip.wanted) == 1 and clip.wanted <= set(clip.scan.top1):
                     clip.done = True
                     if i in pending:
                         abandoned.append(pending.pop(i))

@@ -21,10 +21,11 @@ from videonet.curation.candidates import duration_verdict
 from videonet.curation.judge.classifier import Classifier
 from videonet.curation.judge.fetch import FetchError, FetchSettings, local_video
 from videonet.curation.judge.frames import DecodeError, check_complete, probe
-from videonet.curation.judge.scan import Scan, scan_clips
+from videonet.curation.judge.scan import Scan, most_frequent, scan_clips
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import DECODE_ERROR, DOWNLOAD_ERROR, REJECTED, TOO_SHORT, audit_row, kept_row
 from videonet.curation.write.rundir import WORK, join, write_atomic
+from videonet.curation.write.thumbs import write_thumbs
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def verdict_rows(candidates: list[dict], result: ClipResult, staged: str | None,
                                  first_match=decision.first_match, top1_score=best,
                                  path=staged or c.get("path")))
         else:
-            usual = max(set(result.top1), key=result.top1.count)
+            usual = most_frequent(result.top1)
             rows.append(audit_row(c, REJECTED, f"{c['name']} ({c['class_index']}) never top-1 in {classified} "
                                                f"frames; most frequent top-1: {class_name(usual)} ({usual})",
                                   classified))
@@ -226,10 +227,14 @@ def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, sett
                 with open(local, "rb") as fh:
                     write_atomic(staging_path(out, jobs[i][0]), fh.read())
     rows = []
+    fresh = {i: scan for (i, _, _), scan in zip(to_scan, scans)}  # a cached clip keeps its first thumbnails
     for i, (identity, candidates) in enumerate(jobs):
         result = results[i]
         if not isinstance(result, FetchFailed):
             write_atomic(cache_path(out, identity), encode_result(result))
         staged = staging_path(out, identity) if _is_download(candidates) else None
-        rows += verdict_rows(candidates, result, staged, min_duration)
+        judged = verdict_rows(candidates, result, staged, min_duration)
+        if i in fresh:
+            write_thumbs(out, judged, fresh[i])
+        rows += judged
     return rows

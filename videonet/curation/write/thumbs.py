@@ -1,0 +1,73 @@
+"""The frames behind each verdict: one thumbnail per kept or rejected candidate, for the report.
+
+A curator auditing why a class kept 3 of 40 clips wants to see what the classifier matched in
+the kept ones and what it saw instead in the rejected ones. The scan already decoded and
+classified those frames (:attr:`videonet.curation.judge.scan.Scan.firsts`), so the judge writes
+them here as it decides, and the report (rebuilt from disk at any time) only links them:
+
+    report/thumbs/<key>.jpg    the frame (112 px JPEG)
+    report/thumbs/<key>.json   {"label", "frame", "score"}: its top-1 class, index and score
+
+``<key>`` is the candidate's :func:`~videonet.curation.write.records.clip_key` (the shard key of a
+kept clip). They live under ``report/`` rather than ``_work/`` (safe to delete) because the
+report links them; a resumed run does not rescan a cached clip, so its thumbnail stays the one
+the first run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable
+
+from apache_beam.io.filesystems import FileSystems
+
+from videonet.curation.judge.scan import Scan, most_frequent
+from videonet.curation.write.records import REJECTED, clip_key
+from videonet.curation.write.rundir import REPORT, join, write_atomic
+
+THUMBS = "thumbs"
+
+
+def thumb_path(out: str, key: str, ext: str = "jpg") -> str:
+    return join(out, REPORT, THUMBS, f"{key}.{ext}")
+
+
+def _label_behind(row: dict, scan: Scan) -> int | None:
+    """The class whose frame explains the row's verdict: its own for a kept row (no status yet:
+    it becomes metadata), the most frequent top-1 for a rejected one; None for other outcomes."""
+    if "status" not in row:
+        return int(row["class_index"])
+    if row["status"] == REJECTED and scan.top1:
+        return most_frequent(scan.top1)
+    return None
+
+
+def write_thumbs(out: str, rows: Iterable[dict], scan: Scan) -> None:
+    """Write the thumbnail and its facts for every kept or rejected row judged by ``scan``."""
+    for row in rows:
+        label = _label_behind(row, scan)
+        if label is None or label not in scan.firsts:
+            continue
+        frame = scan.top1.index(label)
+        key = clip_key(row)
+        write_atomic(thumb_path(out, key), scan.firsts[label])
+        facts = {"label": label, "frame": frame, "score": round(float(scan.scores[frame]), 4)}
+        write_atomic(thumb_path(out, key, "json"), json.dumps(facts).encode())
+
+
+def _read_facts(out: str, key: str) -> dict | None:
+    path = thumb_path(out, key, "json")
+    if not FileSystems.exists(path):  # judged before thumbnails existed, or from another outcome
+        return None
+    with FileSystems.open(path) as fh:
+        return json.loads(fh.read())
+
+
+def read_thumb_facts(out: str, keys: Iterable[str]) -> dict[str, dict]:
+    """Facts of the thumbnails that exist among ``keys``; read in parallel (object stores are slow
+    per file, and a report of 1000 classes shows thousands of frames)."""
+    keys = list(keys)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        found = pool.map(lambda key: _read_facts(out, key), keys)
+        return {key: facts for key, facts in zip(keys, found) if facts is not None}
