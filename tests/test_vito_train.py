@@ -13,6 +13,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from test_vito_data import one_thread, session_shards  # noqa: F401 (one_thread: autouse fixture)
+from videonet.vito.data import ClipStream
 from videonet.vito.model import MultiScalePooling
 from videonet.vito.train import TrainConfig, load_checkpoint, train
 
@@ -70,6 +71,40 @@ def test_resume_is_bit_exact(run_dir: Path, tmp_path: Path) -> None:
     moments_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
     assert all(torch.equal(x, y) for x, y in zip(moments_a, moments_b, strict=True))
     assert read_losses(tmp_path / "straight") == read_losses(tmp_path / "resumed")
+
+
+@pytest.mark.filterwarnings("ignore:skipping sample")
+def test_resume_after_skipped_clips_is_exact(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every shard holds an undecodable clip: the resumed run still sees the uninterrupted run's batches."""
+    decoded: list[str] = []  # keys of the clips that made it into a batch, in order (workers=0: in-process)
+    make_views = ClipStream.make_views
+
+    def recording(self: ClipStream, raw: dict, seed: str) -> torch.Tensor | None:
+        views = make_views(self, raw, seed)
+        if views is not None:
+            decoded.append(raw["__key__"])
+        return views
+
+    monkeypatch.setattr(ClipStream, "make_views", recording)
+    data = session_shards(tmp_path_factory, broken=True)
+    config = dict(data=str(data), steps=4, log_every=1, save_every=100, **dict(SMALL, batch_size=4, workers=0))
+
+    def batches() -> list[list[str]]:
+        keys = decoded.copy()
+        decoded.clear()
+        return [keys[i:i + 4] for i in range(0, len(keys), 4)]
+
+    train(TrainConfig(out=str(tmp_path / "straight"), **config))
+    straight = batches()
+    train(TrainConfig(out=str(tmp_path / "resumed"), stop_at=1, **config))
+    first = batches()
+    train(TrainConfig(out=str(tmp_path / "resumed"), **config))
+    assert len(straight) == 4 and first + batches() == straight
+
+    a, b = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "resumed")
+    assert a["data"]["positions"] == b["data"]["positions"] == [20]  # two epochs: 16 clips, 4 undecodable
+    assert all(torch.equal(a["online"][k], b["online"][k]) for k in a["online"])
 
 
 def test_cli_exports_and_rejects_bad_input(run_dir: Path, tmp_path: Path) -> None:

@@ -17,8 +17,12 @@ The stream is infinite and **deterministic**, which is what makes a resumed run 
   ``(seed, worker, i)``, not from a running generator.
 
 ``DataLoader`` hands out the batches of its workers round-robin, so batch ``k`` of a rank is batch
-``k // W`` of its worker ``k % W``. Resuming at batch ``k`` therefore makes each worker skip the
-raw (undecoded) samples of its earlier batches, which costs reading the tar bytes but no decoding.
+``k // W`` of its worker ``k % W``. Every sample carries its stream and the number of raw samples
+that stream has consumed up to and including it (undecodable ones, which yield nothing, too), and
+:class:`ClipLoader` keeps, per stream, that count at the end of the last batch handed out: the
+``positions`` a checkpoint saves. Resuming skips exactly that many raw (undecoded) samples per
+stream, which costs reading the tar bytes but no decoding. Counting batches x batch size instead
+would start early after a skipped clip.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import json
 import os
 import random
 import warnings
-from typing import Iterator
+from typing import Iterator, NamedTuple, Sequence
 
 import av
 import braceexpand
@@ -121,8 +125,22 @@ def video_duration(video: bytes) -> float:
         return float(container.duration or 0) / av.time_base
 
 
+class Sample(NamedTuple):
+    """One clip's views and where it lies in its stream (batched by the ``DataLoader`` field by field)."""
+
+    views: torch.Tensor  # (views, 3, size, size)
+    stream: int  # global stream id: rank * loader workers per rank + worker
+    position: int  # raw samples the stream has consumed up to and including this one
+
+
 class ClipStream(IterableDataset):
-    """Infinite, deterministic stream of ``(views, 3, size, size)`` float tensors, one per clip."""
+    """Infinite, deterministic stream of :class:`Sample` s, one per decodable clip.
+
+    ``positions`` (one raw-sample count per global stream, as :attr:`ClipLoader.positions` saved
+    them) says where each stream resumes; without it a stream resumes after ``batch_size`` raw
+    samples per batch before ``start_batch``, exact only when no clip was skipped.
+    ``start_batch`` also maps the loader workers of a restarted ``DataLoader`` to their streams.
+    """
 
     def __init__(
         self,
@@ -136,6 +154,7 @@ class ClipStream(IterableDataset):
         seed: int = 0,
         batch_size: int = 1,
         start_batch: int = 0,
+        positions: Sequence[int] | None = None,
         shuffle_buffer: int = 256,
         rank: int = 0,
         world: int = 1,
@@ -149,6 +168,7 @@ class ClipStream(IterableDataset):
             min_scale = 0.08 if sampler == "single" else 0.4
         self.augment = ViewAugment(image_size, min_scale)
         self.seed, self.batch_size, self.start_batch = seed, batch_size, start_batch
+        self.positions = list(positions) if positions is not None else None
         self.shuffle_buffer, self.rank, self.world = shuffle_buffer, rank, world
 
     def _raw(self, worker: int, total: int) -> Iterator[dict]:
@@ -168,15 +188,21 @@ class ClipStream(IterableDataset):
                 raise UserError(f"loader worker {worker} found no samples in {len(order)} shard(s)")
             epoch += 1
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def start_position(self, local: int, per_rank: int) -> int:
+        """Raw samples that stream ``local`` of this rank (of ``per_rank``) consumed before this run."""
+        if self.positions is not None:
+            return self.positions[self.rank * per_rank + local]
+        # The batches that stream produced before start_batch: local, local + W, ... < start_batch.
+        return len(range(local, self.start_batch, per_rank)) * self.batch_size
+
+    def __iter__(self) -> Iterator[Sample]:
         info = get_worker_info()
         loader_worker, per_rank = (info.id, info.num_workers) if info else (0, 1)
         # The DataLoader polls its workers from 0 again after a restart, so when resuming at batch k
         # its worker i continues the stream of the worker that would have produced batch k + i.
         local = (loader_worker + self.start_batch) % per_rank
         worker, total = self.rank * per_rank + local, self.world * per_rank
-        # The batches that stream produced before start_batch: local, local + W, ... < start_batch.
-        skip = len(range(local, self.start_batch, per_rank)) * self.batch_size
+        skip = self.start_position(local, per_rank)
         mixed = wds.filters.shuffle(self.shuffle_buffer, self.shuffle_buffer,
                                     rng=random.Random(f"mix-{self.seed}-{worker}"))(self._raw(worker, total))
         for index, raw in enumerate(mixed):
@@ -184,7 +210,7 @@ class ClipStream(IterableDataset):
                 continue
             views = self.make_views(raw, f"{self.seed}-{worker}-{index}")
             if views is not None:
-                yield views
+                yield Sample(views, worker, index + 1)
 
     def make_views(self, raw: dict, seed: str) -> torch.Tensor | None:
         """Sample times, decode those frames, augment; ``None`` (with a warning) for an undecodable clip."""
@@ -205,9 +231,27 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(stream: ClipStream, workers: int, pin_memory: bool = False) -> DataLoader:
-    """Batches ``(B, views, 3, size, size)`` of ``stream`` from ``workers`` processes (0: in-process)."""
-    return DataLoader(
+class ClipLoader:
+    """Iterates the batches ``(B, views, 3, size, size)`` of a :class:`ClipStream`'s ``DataLoader``.
+
+    ``positions`` maps each of this rank's streams to the raw samples it has consumed up to the
+    end of the last batch handed out (prefetched batches do not count): what a checkpoint saves
+    so that a resumed run starts with the next batch whatever clips were skipped.
+    """
+
+    def __init__(self, loader: DataLoader, positions: dict[int, int]) -> None:
+        self.loader, self.positions = loader, positions
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for batch in self.loader:
+            self.positions[int(batch.stream[-1])] = int(batch.position[-1])
+            yield batch.views
+
+
+def make_loader(stream: ClipStream, workers: int, pin_memory: bool = False) -> ClipLoader:
+    """Batches of ``stream`` from ``workers`` processes (0: in-process), starting at its start positions."""
+    per_rank = max(workers, 1)
+    loader = DataLoader(
         stream,
         batch_size=stream.batch_size,
         num_workers=workers,
@@ -216,6 +260,8 @@ def make_loader(stream: ClipStream, workers: int, pin_memory: bool = False) -> D
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )
+    starts = {stream.rank * per_rank + local: stream.start_position(local, per_rank) for local in range(per_rank)}
+    return ClipLoader(loader, starts)
 
 
 def worker_count(requested: int | None) -> int:

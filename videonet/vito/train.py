@@ -11,8 +11,9 @@ Run layout (``--out RUN``; re-running the same command with the same ``RUN`` res
     ``net.encoder.net.*`` backbone, ``net.pool.*``, ``net.projector.*``, ``predictor.*``),
     ``target`` (state dict of the EMA :class:`~videonet.vito.model.VitoNet`), ``optimizer`` (LARS
     state dict), ``rng`` (torch/cuda/python/numpy generator states) and ``data`` (the data position:
-    ``batches``, ``workers``, ``world``, ``batch_size``; resuming with the same workers and world
-    continues the exact sample stream, see :mod:`videonet.vito.data`).
+    ``batches``, ``positions`` (per loader stream, ranks x workers of them, the raw samples consumed,
+    undecodable ones included), ``workers``, ``world``, ``batch_size``; resuming with the same
+    workers and world continues the exact sample stream, see :mod:`videonet.vito.data`).
 ``RUN/metrics.csv``
     ``step,loss,lr,ema,images_per_s,elapsed_s`` every ``log_every`` steps (rows after the
     resumed step are dropped on resume); also ``RUN/tb/`` when TensorBoard is installed.
@@ -199,6 +200,16 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
 
 
+def _all_positions(local: dict[int, int], world: int) -> list[int]:
+    """The raw-sample positions of every rank's streams, in stream order, from each rank's own."""
+    parts = [local]
+    if world > 1:
+        parts = [{} for _ in range(world)]  # filled in place by the gather
+        dist.all_gather_object(parts, local)
+    merged = {stream: position for part in parts for stream, position in part.items()}
+    return [merged[stream] for stream in sorted(merged)]
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint dict from ``path`` (a file or a run dir, local or remote), with a one-line error if it is not one."""
     path = in_run_dir(str(path), CHECKPOINT_FILE)
@@ -290,7 +301,8 @@ def train(cfg: TrainConfig) -> Path:
     online = cfg.build_online().to(device)
     target = copy.deepcopy(online.net).requires_grad_(False)
     optimizer = LARS(param_groups(online, cfg.weight_decay), lr=0.0, weight_decay=cfg.weight_decay, eta=cfg.lars_eta)
-    step = 0
+    workers = worker_count(cfg.workers)
+    step, positions = 0, None
     if ckpt_path.is_file():
         ckpt = load_checkpoint(ckpt_path)
         _check_resumable(ckpt["config"], cfg, out)
@@ -299,7 +311,9 @@ def train(cfg: TrainConfig) -> Path:
         optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
         step = ckpt["step"]
-        if ckpt["data"]["world"] != world or ckpt["data"]["workers"] != worker_count(cfg.workers):
+        if ckpt["data"]["world"] == world and ckpt["data"]["workers"] == workers:
+            positions = ckpt["data"].get("positions")  # absent from checkpoints older than the positions
+        else:
             print(f"note: resuming with a different number of processes/workers than {ckpt_path} was saved "
                   "with; the sample stream continues at the same batch index but not with the same samples",
                   file=sys.stderr)
@@ -315,23 +329,25 @@ def train(cfg: TrainConfig) -> Path:
             target = nn.SyncBatchNorm.convert_sync_batchnorm(target)
         online = nn.parallel.DistributedDataParallel(online, device_ids=[device.index] if amp else None)
 
-    workers = worker_count(cfg.workers)
     stream = ClipStream(
         shards, views=cfg.views, sampler=cfg.sampler, image_size=cfg.image_size, min_scale=cfg.min_scale,
         window=cfg.window, seed=cfg.seed, batch_size=cfg.batch_size // world, start_batch=step,
-        shuffle_buffer=cfg.shuffle_buffer, rank=rank, world=world,
+        positions=positions, shuffle_buffer=cfg.shuffle_buffer, rank=rank, world=world,
     )
-    batches = iter(make_loader(stream, workers, pin_memory=amp))
+    loader = make_loader(stream, workers, pin_memory=amp)
+    batches = iter(loader)
     end = min(cfg.steps, cfg.stop_at or cfg.steps)
     log = _Log(out, step) if rank == 0 else None
 
     def save() -> None:
+        positions = _all_positions(loader.positions, world)  # a collective: every rank takes part
         if rank == 0:
             save_torch({
                 "format": CHECKPOINT_FORMAT, "step": step, "config": asdict(cfg),
                 "online": unwrap(online).state_dict(), "target": target.state_dict(),
                 "optimizer": optimizer.state_dict(), "rng": _rng_state(),
-                "data": {"batches": step, "workers": workers, "world": world, "batch_size": cfg.batch_size // world},
+                "data": {"batches": step, "positions": positions, "workers": workers, "world": world,
+                         "batch_size": cfg.batch_size // world},
             }, ckpt_path)
 
     bar = tqdm(total=end, initial=step, disable=rank != 0, desc="train", dynamic_ncols=True, file=sys.stderr)
