@@ -37,7 +37,7 @@ def _videonet(*args: str) -> subprocess.CompletedProcess:
 def test_scan_keeps_the_first_frame_of_every_label(lite0, demo_dir):
     (scan,) = scan_clips(lite0, [(str(demo_dir / "coffee_cup.mp4"), {849})], TEST_FRAMES, TEST_CHUNK)
     assert set(scan.firsts) == set(scan.top1)  # teapot never top-1: the clip was scanned to the end
-    for label, jpeg in scan.firsts.items():
+    for jpeg in scan.firsts.values():
         assert Image.open(io.BytesIO(jpeg)).size == (THUMB_PX, THUMB_PX)
 
 
@@ -86,6 +86,22 @@ def test_rerun_keeps_the_thumbnails(demo_run, demo_dir, tmp_path):
     curate(*curate_options(copy, demo_dir))  # every clip judged from the audit and the scan cache
     assert {p.name: p.read_bytes() for p in (copy / "report" / "thumbs").iterdir()} == before
     assert (copy / "report" / "report.html").read_text().count('src="thumbs/') == len(before) // 2
+
+
+def test_a_run_without_thumbnails_still_reports(demo_run, tmp_path):
+    """A run judged before thumbnails existed: placeholders, not broken images."""
+    import shutil
+
+    from videonet.curation.report import build_report
+
+    out, _ = demo_run
+    copy = tmp_path / "old"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "report" / "thumbs")
+    build_report(str(copy))
+    page = (copy / "report" / "report.html").read_text()
+    assert 'src="thumbs/' not in page and page.count('class="missing"') >= 4
+    assert "no frame kept" in show(str(copy), "demo-cat")
 
 
 def test_show_a_class_by_wnid_index_or_name(demo_run):
