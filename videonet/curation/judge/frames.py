@@ -13,6 +13,8 @@ from typing import Iterator
 
 import numpy as np
 
+from videonet.torch_utils import scaled_size
+
 RESIZE = 256  # short side before the centre crop, as in torchvision's ImageNet eval transforms
 CROP = 224
 MAX_PIXELS = 4096 * 2160  # larger streams are refused rather than decoded (bounded memory/time)
@@ -59,13 +61,6 @@ def probe(path: str) -> ClipInfo:
         rate = stream.average_rate or stream.guessed_rate
         return ClipInfo(duration, float(rate) if rate else None, stream.codec_context.width,
                         stream.codec_context.height)
-
-
-def scaled_size(width: int, height: int, short_side: int = RESIZE) -> tuple[int, int]:
-    """(w, h) with the short side at ``short_side`` and the aspect ratio kept."""
-    if width <= height:
-        return short_side, max(short_side, round(height * short_side / width))
-    return max(short_side, round(width * short_side / height)), short_side
 
 
 def center_crop(image: np.ndarray, size: int = CROP) -> np.ndarray:
