@@ -140,3 +140,19 @@ def test_predictions_become_coco_results_in_original_pixels(tmp_path: Path) -> N
     results = detect.predict(Oracle(), val, CPU, workers=0)
     assert sorted(r["bbox"] for r in results) == sorted(a["bbox"] for a in api.dataset["annotations"])
     assert detect.coco_ap(api, results)["AP"] == pytest.approx(1.0)
+
+
+def test_detect_command_on_lvis_writes_a_result(tmp_path: Path) -> None:
+    pytest.importorskip("lvis")
+    from typer.testing import CliRunner
+
+    from videonet.cli import app
+
+    root = write_coco(tmp_path / "LVIS", lvis=True)
+    args = ["eval", "detect", "random", str(root), "--dataset", "lvis", "--arch", "resnet18", "--steps", "2",
+            "--batch-size", "2", "--min-size", "64", "--max-size", "96", "--workers", "0", "--device", "cpu",
+            "--results-dir", str(tmp_path / "res")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "res" / "random__detect-lvis__LVIS.json").read_text())
+    assert 0.0 <= saved["metrics"]["AP"] <= 1.0

@@ -46,3 +46,19 @@ def test_a_broken_folder_stops_before_any_training(tmp_path: Path) -> None:
     (tmp_path / "coco").mkdir()
     with pytest.raises(UserError, match="instances_train2017.json not found"):
         paper.check_layouts(tmp_path)
+
+
+def test_paper_command_prints_and_writes_the_tables(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from videonet.cli import app
+
+    write_pascal(tmp_path / "data" / "pascal", n_train=2, n_val=1)
+    args = ["eval", "paper", "random", "--data-root", str(tmp_path / "data"), "--arch", "resnet18", "--steps", "2",
+            "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--device", "cpu",
+            "--results-dir", str(tmp_path / "res")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "| random |" in result.output and "no data" in result.output
+    assert (tmp_path / "res" / "random__segment-pascal__pascal.json").is_file()  # `eval summary` sees it too
+    assert (tmp_path / "res" / "paper_scene.csv").is_file()

@@ -125,3 +125,20 @@ def test_cpu_finetune_lowers_the_loss_and_scores_val(tmp_path: Path) -> None:
     assert sizes == {"train": 8, "val": 3} and len(losses) == 16
     assert np.mean(losses[-4:]) < np.mean(losses[:4])
     assert 0.0 <= metrics["mIoU"] <= 1.0 and 0.0 <= metrics["pixel_acc"] <= 1.0
+
+
+def test_segment_command_on_ade20k_writes_a_result(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from videonet.cli import app
+
+    ade = write_ade(tmp_path / "data")
+    args = ["eval", "segment", "random", str(ade), "--dataset", "ade20k", "--arch", "resnet18", "--steps", "3",
+            "--batch-size", "2", "--crop-size", "32", "--workers", "0", "--device", "cpu",
+            "--results-dir", str(tmp_path / "res")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "res" / "random__segment-ade20k__ADEChallengeData2016.json").read_text())
+    assert set(saved["metrics"]) == {"mIoU", "pixel_acc"} and saved["config"]["max_steps"] == 3

@@ -81,6 +81,26 @@ def torch_device(device: str) -> torch.device:
         raise UserError(f"--device {device!r}: {str(exc).splitlines()[0]}") from None
 
 
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world, device): DDP under torchrun when WORLD_SIZE > 1, a single process otherwise.
+
+    Each rank takes the GPU of its LOCAL_RANK; the process group is NCCL on GPUs, gloo on CPUs.
+    Shared by ``videonet train`` and the fine-tuning evaluations, so both launch the same way.
+    """
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return (dist.get_rank() if world > 1 else 0), world, dev
+
+
 # -- files ---------------------------------------------------------------------------------------
 
 

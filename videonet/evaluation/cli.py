@@ -14,7 +14,8 @@ import typer
 from videonet.errors import UserError
 
 app = typer.Typer(
-    help="Evaluate checkpoints (ours or torchvision baselines): kNN, linear, DAVIS, UCF-101, attention, summary.",
+    help="Evaluate checkpoints (ours or torchvision baselines): kNN, linear, DAVIS, UCF-101, attention, segment, "
+    "detect, the paper's tables, summary.",
     no_args_is_help=True,
 )
 
@@ -218,6 +219,122 @@ def attention_cmd(
     if saliency_dir is not None:
         metrics = attention_maps.human_alignment(loaded.model, pool, saliency_dir, size)
         _save("clickme", loaded, label, saliency_dir, metrics, {"size": size, "attention": str(path)}, results_dir)
+
+
+STEPS = typer.Option(None, help="Stop after this many steps (smoke runs); the learning-rate schedule spans them.")
+WORKERS = typer.Option(4, help="DataLoader worker processes.")
+
+
+@app.command("segment")
+def segment_cmd(
+    checkpoint: str = CHECKPOINT,
+    data_dir: Path = typer.Argument(
+        ..., help="PASCAL: VOCdevkit (VOC2012/JPEGImages, SegmentationClassAug, ImageSets/Segmentation/{train_aug,val}.txt); "
+        "ADE20K: ADEChallengeData2016 (images|annotations/training|validation)."
+    ),
+    dataset: str = typer.Option(..., help="pascal | ade20k."),
+    epochs: Optional[int] = typer.Option(None, help="Default: the paper's 45 on PASCAL train_aug, 60 on ADE20K train."),
+    steps: Optional[int] = STEPS,
+    batch_size: int = typer.Option(16, help="Global batch, split over torchrun processes."),
+    lr: float = typer.Option(0.04, help="Peak learning rate, polynomial decay (power 0.9) per step."),
+    weight_decay: float = typer.Option(0.005),
+    crop_size: int = typer.Option(512, help="Training crops and test windows (the base scale's short side)."),
+    workers: int = WORKERS,
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """Fine-tune an FCN end to end and report val mIoU (several GPUs: torchrun --nproc_per_node N)."""
+    from videonet.evaluation import segment
+    from videonet.evaluation.finetune import Finetune, ranks
+
+    if dataset not in segment.SEG_DATASETS:
+        raise UserError(f"--dataset must be one of {', '.join(segment.SEG_DATASETS)}, not {dataset!r}")
+    where = ranks(device)
+    loaded, label = _load(checkpoint, arch, seed, name)
+    config = Finetune(epochs or segment.SEG_DATASETS[dataset].epochs, batch_size, lr, weight_decay,
+                      max_steps=steps, workers=workers, seed=seed)
+    metrics, losses, sizes = segment.evaluate(data_dir, dataset, loaded.model, loaded.arch, config, crop_size, where)
+    if where.main:
+        cfg = {**config.__dict__, "crop_size": crop_size, "first_loss": losses[0], "last_loss": losses[-1], **sizes}
+        _save(f"segment-{dataset}", loaded, label, data_dir, metrics, cfg, results_dir)
+
+
+@app.command("detect")
+def detect_cmd(
+    checkpoint: str = CHECKPOINT,
+    data_dir: Path = typer.Argument(
+        ..., help="COCO: annotations/instances_{train,val}2017.json, train2017/, val2017/; LVIS: lvis_v1_{train,val}.json."
+    ),
+    dataset: str = typer.Option(..., help="coco | lvis."),
+    images: Optional[Path] = typer.Option(None, help="Folder with train2017/ and val2017/ (default DATA_DIR; LVIS uses COCO's images)."),
+    epochs: int = typer.Option(26, help="torchvision's FCOS reference schedule; lr x0.1 at 16/26 and 22/26 of the run."),
+    steps: Optional[int] = STEPS,
+    batch_size: int = typer.Option(16, help="Global batch, split over torchrun processes."),
+    lr: float = typer.Option(0.01, help="Peak learning rate after a 1000-step linear warmup."),
+    weight_decay: float = typer.Option(1e-4),
+    min_size: int = typer.Option(800, help="Short side images are resized to."),
+    max_size: int = typer.Option(1333, help="Cap on the long side."),
+    workers: int = WORKERS,
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """Fine-tune FCOS (FPN on the ResNet) end to end and report val box AP (several GPUs: torchrun)."""
+    from videonet.evaluation import detect
+    from videonet.evaluation.finetune import Finetune, ranks
+
+    where = ranks(device)
+    loaded, label = _load(checkpoint, arch, seed, name)
+    config = Finetune(epochs, batch_size, lr, weight_decay, max_steps=steps, workers=workers, seed=seed)
+    metrics, losses, sizes = detect.evaluate(data_dir, dataset, loaded.model, loaded.arch, config, where,
+                                             min_size, max_size, images)
+    if where.main:
+        cfg = {**config.__dict__, "min_size": min_size, "max_size": max_size, "first_loss": losses[0],
+               "last_loss": losses[-1], **sizes}
+        _save(f"detect-{dataset}", loaded, label, data_dir, metrics, cfg, results_dir)
+
+
+@app.command("paper")
+def paper_cmd(
+    checkpoint: str = CHECKPOINT,
+    data_root: Path = typer.Option(
+        ..., help="Folder with any of pascal/, ade20k/, coco/, lvis/, davis/, ucf101/ (each in its command's layout)."
+    ),
+    out: Optional[Path] = typer.Option(None, help="Where paper.md and paper_*.csv go (default RESULTS_DIR)."),
+    steps: Optional[int] = STEPS,
+    epochs: Optional[int] = typer.Option(None, help="Override every fine-tuning's epochs (default: each protocol's)."),
+    batch_size: Optional[int] = typer.Option(None, help="Override the segmentation/detection global batch (16)."),
+    crop_size: int = typer.Option(512, help="Segmentation crops."),
+    min_size: int = typer.Option(800, help="Detection short side."),
+    max_size: int = typer.Option(1333, help="Detection long-side cap."),
+    workers: int = WORKERS,
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """Run every evaluation whose data is under DATA_ROOT; write the paper's Table 1 and scene-understanding table."""
+    from videonet.evaluation import paper
+    from videonet.evaluation.finetune import ranks
+    from videonet.evaluation.results import save_result
+
+    where = ranks(device)
+    loaded, label = _load(checkpoint, arch, seed, name)
+    opts = paper.PaperOptions(arch=loaded.arch, seed=seed, workers=workers, max_steps=steps, epochs=epochs,
+                              batch_size=batch_size, crop_size=crop_size, min_size=min_size, max_size=max_size)
+    results = paper.run_paper(loaded, data_root, label, opts, where)
+    if where.main:
+        for result in results:
+            save_result(result, results_dir)
+        md, *csvs = paper.write_tables(label, results, out or results_dir)
+        typer.echo(md.read_text().rstrip())
+        typer.echo(f"wrote {md}, {', '.join(map(str, csvs))}")
 
 
 @app.command("summary")

@@ -112,7 +112,7 @@ def _davis(root: Path, checkpoint: str, opts: PaperOptions, where: Ranks) -> tup
 def _ucf101(root: Path, checkpoint: str, opts: PaperOptions, where: Ranks) -> tuple[dict, dict]:
     from videonet.evaluation import ucf101
 
-    train = ucf101.TrainConfig(workers=opts.workers, seed=opts.seed)
+    train = ucf101.TrainConfig(**({"epochs": opts.epochs} if opts.epochs else {}), workers=opts.workers, seed=opts.seed)
     loaded = load_backbone(checkpoint, opts.arch, opts.seed)
     metrics, n_test = ucf101.evaluate(root, loaded.model, "avg", where.device, 1, ucf101.ClipConfig(), train)
     return metrics, {"pooling": "avg", "test_videos": n_test, **train.__dict__}

@@ -62,7 +62,7 @@ from torch import nn
 
 from videonet.errors import UserError
 from videonet.torch_utils import (
-    ARCHS, BACKBONE_FILE, in_run_dir, is_url, join, load_torch, save_torch, torch_device, write_backbone,
+    ARCHS, BACKBONE_FILE, in_run_dir, is_url, join, load_torch, save_torch, setup_distributed, write_backbone,
 )
 from videonet.vito.data import ClipStream, make_loader, resolve_shards, worker_count
 from videonet.vito.ema import ema_rate, ema_update
@@ -166,19 +166,6 @@ def train_step(
     optimizer.step()
     ema_update(target, unwrap(online).net, ema)
     return loss.detach()
-
-
-def _setup_distributed(device: str) -> tuple[int, int, torch.device]:
-    """(rank, world, device): DDP under torchrun when WORLD_SIZE > 1, a single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = torch_device(device)
-    if dev.type == "cuda":
-        dev = torch.device("cuda", local)
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, dev
 
 
 def _rng_state() -> dict[str, Any]:
@@ -290,7 +277,7 @@ def train(cfg: TrainConfig) -> Path:
     from tqdm import tqdm
 
     cfg.validate()
-    rank, world, device = _setup_distributed(cfg.device)
+    rank, world, device = setup_distributed(cfg.device)
     if cfg.batch_size % world:
         raise UserError(f"--batch-size {cfg.batch_size} is not divisible by the {world} processes")
     out = Path(cfg.out)
