@@ -1,7 +1,8 @@
 """The VideoNet curation pipeline on Apache Beam: the stages of ``videonet.curation``, in the order data flows.
 
-vocabulary -> search -> candidates (title match, dedup + cap, duration) -> judge (fetch, frames,
-classifier, verdicts) -> write (shards, metadata, audit). The rules live in the stage modules; the
+vocabulary -> search + candidates (per class, page by page until the class is full: title match,
+dedup + cap) -> candidates (duration) -> judge (fetch, frames, classifier, verdicts) -> write
+(shards, metadata, audit, each class's search facts). The rules live in the stage modules; the
 DoFns here only route rows. Rows that carry a ``status`` are audit rows and leave the main flow
 through the ``audit`` output. Resuming is a join with the audit already on disk: a (class, video)
 that a previous run audited is neither judged nor audited again.
@@ -16,17 +17,18 @@ from typing import Iterable
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
-from videonet.curation.candidates import check_duration, dedup_class, hit_candidates, match_title, video_identity
+from videonet.curation.candidates import INFLECTED, CandidateSettings, ClassCandidates, check_duration, video_identity
 from videonet.curation.judge.classifier import ClassifierSettings
 from videonet.curation.judge.fetch import sweep_stale_downloads
 from videonet.curation.judge.verdicts import judge_clips
 from videonet.curation.run import CurateSettings, RunState
-from videonet.curation.search import Source
+from videonet.curation.search import SEARCH_SCHEMA, Source, search_class
 from videonet.curation.vocabulary.classes import ImageNetClass
-from videonet.curation.write.records import AUDIT_SCHEMA, INVALID_ROW, SEARCH_ERROR, audit_row, candidate_key
-from videonet.curation.write.rundir import AUDIT, join
+from videonet.curation.write.records import AUDIT_SCHEMA, INVALID_ROW, audit_row, candidate_key
+from videonet.curation.write.rundir import AUDIT, SEARCH, join
 
 AUDIT_TAG = "audit"
+SEARCH_TAG = "search"
 
 
 def route(rows: Iterable[dict]):
@@ -36,23 +38,18 @@ def route(rows: Iterable[dict]):
 
 
 class SearchTitles(beam.DoFn):
-    """Run every query term of a class against the source; a failed search becomes an audit row."""
+    """Search one class until it is full; title match, dedup and cap happen here too, because the
+    stop rule counts the class's unique title-matched videos. Emits candidates, audit rows, and the
+    class's search facts (why it stopped, how many requests) to the ``search`` output."""
 
-    def __init__(self, source: Source, per_term: int, run_id: str):
-        self.source, self.per_term, self.run_id = source, per_term, run_id
+    def __init__(self, source: Source, page_size: int, rules: CandidateSettings, run_id: str):
+        self.source, self.page_size, self.rules, self.run_id = source, page_size, rules, run_id
 
     def process(self, cls: ImageNetClass):
-        for order, term in enumerate(cls.terms):
-            try:
-                hits = self.source.search(term, self.per_term)
-            except Exception as exc:  # network, extractor or catalog failure: audited, the run goes on
-                row = {"wnid": cls.wnid, "class_index": cls.index, "name": cls.name, "term": term,
-                       "id": f"search:{term}", "source": self.source.name, "run_id": self.run_id}
-                yield beam.pvalue.TaggedOutput(AUDIT_TAG, audit_row(row, SEARCH_ERROR,
-                                                                   " ".join(str(exc).split())[:300]))
-                continue
-            for candidate in hit_candidates(cls, order, term, hits, self.source.name, self.run_id):
-                yield (cls.wnid, match_title(candidate, cls.terms))
+        candidates = ClassCandidates(cls.terms, self.rules.per_class, self.rules.title_match == INFLECTED)
+        rows, facts = search_class(cls, self.source, candidates, self.page_size, self.run_id)
+        yield from route(rows)
+        yield beam.pvalue.TaggedOutput(SEARCH_TAG, facts)
 
 
 def acquire_classifier(shared: Shared, spec: ClassifierSettings):
@@ -136,8 +133,14 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
     searched = (
         pipeline
         | "Classes" >> beam.Create(classes)
-        | "SearchTitles" >> beam.ParDo(SearchTitles(source, settings.search.per_term, run_id))
-        .with_outputs(AUDIT_TAG, main="hits")
+        | "SpreadClasses" >> beam.Reshuffle()  # each class's search is long and sequential: spread them
+        | "SearchTitles" >> beam.ParDo(SearchTitles(source, settings.search.search_page, settings.candidates, run_id))
+        .with_outputs(AUDIT_TAG, SEARCH_TAG, main="candidates")
+    )
+    (
+        searched[SEARCH_TAG]
+        | "WriteSearchFacts" >> beam.io.WriteToParquet(join(out, SEARCH, run_id), SEARCH_SCHEMA, num_shards=1,
+                                                       shard_name_template="", file_name_suffix=".parquet")
     )
     invalid = (
         pipeline
@@ -147,20 +150,8 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
                        "source": src.name, "run_id": run}, INVALID_ROW, r["reason"])
             for r in src.invalid_rows()], source, run_id)
     )
-    matched = (
-        searched.hits
-        | "SpreadSearchFanOut" >> beam.Reshuffle()
-        | "TitleMatch" >> beam.FlatMap(lambda kv: route([kv[1]])).with_outputs(AUDIT_TAG, main="ok")
-    )
-    candidates = (
-        matched.ok
-        | "ByClass" >> beam.Map(lambda c: (c["wnid"], c))
-        | "GroupClass" >> beam.GroupByKey()
-        | "DedupAndCap" >> beam.FlatMap(lambda kv, cap: route(dedup_class(kv[1], cap)), settings.candidates.per_class)
-        .with_outputs(AUDIT_TAG, main="ok")
-    )
     pending = (
-        candidates.ok
+        searched.candidates
         | "SkipDone" >> SkipAudited(audited)
         | "Duration" >> beam.FlatMap(lambda c, m: route([check_duration(c, m)]), settings.candidates.min_duration)
         .with_outputs(AUDIT_TAG, main="ok")
@@ -185,8 +176,7 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
         | "WriteShards" >> beam.ParDo(WriteShard(state))
     )
     (
-        (invalid, searched[AUDIT_TAG], matched[AUDIT_TAG], candidates[AUDIT_TAG], pending[AUDIT_TAG],
-         judged[AUDIT_TAG])
+        (invalid, searched[AUDIT_TAG], pending[AUDIT_TAG], judged[AUDIT_TAG])
         | "AllDrops" >> beam.Flatten()
         | "OnlyNew" >> SkipAudited(audited)
         | "WriteAudit" >> beam.io.WriteToParquet(join(out, AUDIT, f"drops-{run_id}"), AUDIT_SCHEMA,

@@ -16,6 +16,7 @@ class Handler(SimpleHTTPRequestHandler):
     """Serves files from a directory; /search.rss?q=TERM lists every file whose title has TERM."""
 
     catalog: list[dict] = []  # title, file, duration
+    searches: list[str] = []  # the q of every feed request, in order (each serve() has its own list)
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -23,7 +24,8 @@ class Handler(SimpleHTTPRequestHandler):
     def do_GET(self):
         url = urlparse(self.path)
         if url.path == "/search.rss":
-            return self._feed(parse_qs(url.query).get("q", [""])[0])
+            self.searches.append(parse_qs(url.query).get("q", [""])[0])
+            return self._feed(self.searches[-1])
         if url.path.startswith("/status/"):
             code = int(url.path.rsplit("/", 1)[1])
             self.send_error(code)
@@ -51,9 +53,10 @@ class Handler(SimpleHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def serve(directory: Path, catalog: list[dict]):
-    """Start a server on 127.0.0.1 (random port); returns (base_url, stop)."""
-    handler = type("CatalogHandler", (Handler,), {"catalog": catalog})
+def serve(directory: Path, catalog: list[dict], searches: list[str] | None = None):
+    """Start a server on 127.0.0.1 (random port); returns (base_url, stop). ``searches`` (if given)
+    receives the query of every feed request."""
+    handler = type("CatalogHandler", (Handler,), {"catalog": catalog, "searches": [] if searches is None else searches})
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(directory)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

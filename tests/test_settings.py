@@ -50,6 +50,7 @@ def test_option_names_are_unique_and_internal_fields_stay_off_the_command_line()
     ({"per_class": 0}, "--per-class must be at least 1"),
     ({"min_duration": -0.5}, "--min-duration must not be negative"),
     ({"clip_batch": 0}, "--clip-batch must be at least 1"),
+    ({"search_page": 0}, "--search-page must be at least 1"),
 ])
 def test_values_below_a_minimum_are_one_line_errors(flat, message):
     CurateSettings.of(**{k: 1 if k != "min_duration" else 0.0 for k in flat})  # the boundary itself is fine

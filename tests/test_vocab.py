@@ -54,6 +54,16 @@ def test_committed_table_is_what_build_writes(built):
     assert committed == built
 
 
+def test_committed_noun_exceptions_are_what_build_writes(tmp_path):
+    """--title-match inflected reads WordNet's irregular plurals from this shipped copy, not WordNet."""
+    from videonet.curation.candidates import irregular_plurals
+    from videonet.curation.vocabulary.wordnet import write_noun_exceptions
+
+    assert write_noun_exceptions(tmp_path / "noun_exc.tsv") > 2000
+    assert (tmp_path / "noun_exc.tsv").read_bytes() == (default_table_path().parent / "noun_exc.tsv").read_bytes()
+    assert {"geese", "mice", "oxen", "wolves"} <= {f for forms in irregular_plurals().values() for f in forms}
+
+
 def test_classes_grammar(tmp_path):
     assert len(parse_classes("imagenet1k")) == 1000
     chosen = parse_classes("n02123045, 151,0")

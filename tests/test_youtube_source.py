@@ -17,6 +17,9 @@ from videonet.curation.write.rundir import read_audit, read_metadata
 from videonet.curation.search.youtube import YoutubeSource
 
 
+SEARCHES: list[str] = []  # the feed requests the server answered
+
+
 @pytest.fixture(scope="module")
 def server(demo_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("www")
@@ -27,17 +30,40 @@ def server(demo_dir, tmp_path_factory):
         {"title": "Egyptian cat in five seconds", "file": "cat.mp4?short", "duration": "4"},
         {"title": "Funny cat compilation", "file": "cat.mp4?other", "duration": "12"},
     ]
-    base, stop = serve(root, catalog)
+    base, stop = serve(root, catalog, SEARCHES)
     yield base
     stop()
 
 
 def test_search_through_yt_dlp(server):
-    hits = YoutubeSource(template=server + "/search.rss?q={term}").search("Egyptian cat", 10)
+    [hits] = YoutubeSource(template=server + "/search.rss?q={term}").pages("Egyptian cat", 10)
     titles = {h["title"]: h for h in hits}
     assert "Chelsea the Egyptian cat at home" in titles
     assert titles["Chelsea the Egyptian cat at home"]["duration"] == 12.0
-    assert len(YoutubeSource(template=server + "/search.rss?q={term}").search("cat", 2)) == 2
+
+
+def test_search_pages_come_from_one_lazy_extraction(server):
+    """Pages of 2 over the 4 results: full, full, then an empty one ends the results; the feed is
+    fetched once however many pages are read, and a page size equal to the results still asks once more."""
+    del SEARCHES[:]
+    pages = list(YoutubeSource(template=server + "/search.rss?q={term}").pages("cat", 2))
+    assert [len(p) for p in pages] == [2, 2, 0] and len({h["id"] for p in pages for h in p}) == 4
+    assert SEARCHES == ["cat"]
+    assert [len(p) for p in YoutubeSource(template=server + "/search.rss?q={term}").pages("cat", 3)] == [3, 1]
+
+
+def test_curate_with_the_youtube_source_stops_when_the_class_is_full(server, demo_dir, tmp_path):
+    """Pages of one, --per-class 2: the two first matching videos fill the class in two requests and
+    the rest of the results is never read (every clip is too short here, so nothing is fetched)."""
+    from videonet.curation.run import curate
+
+    out = tmp_path / "yt-pages"
+    facts = curate(*curate_options(out, demo_dir, source="youtube", classes="n02124075", per_class=2,
+                                  search_page=1, min_duration=1000, search_template=server + "/search.rss?q={term}"))
+    audit = read_audit(str(out))
+    assert sorted(audit["title"]) == ["Chelsea the Egyptian cat at home", "Egyptian cat, the lost upload"]
+    assert set(audit["status"]) == {"too_short"} and set(audit["matched_form"]) == {"egyptian cat"}
+    assert (facts["search_requests"], facts["classes_cap_reached"]) == (2, 1)
 
 
 def test_download_through_yt_dlp_and_cleanup(server):

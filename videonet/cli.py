@@ -38,15 +38,19 @@ def synonyms_build(
     ),
     hyponyms: bool = typer.Option(False, help="Also add the lemmas of all hyponyms (the paper used name + synonyms)."),
     out: Path = typer.Option(Path("synonyms/imagenet1k.tsv"), help="Where to write the table."),
+    exceptions_out: Path = typer.Option(Path("synonyms/noun_exc.tsv"), help=(
+        "Where to write WordNet's irregular noun forms (geese, mice), which --title-match inflected reads.")),
 ) -> None:
     """Expand the 1000 ImageNet classes into query terms with WordNet 3.0 and write the tsv."""
     from videonet.curation.vocabulary.classes import build_table, write_table
+    from videonet.curation.vocabulary.wordnet import write_noun_exceptions
 
     classes = build_table(wordnet_dir, hyponyms=hyponyms)
     write_table(classes, out)
     shared = sum(1 for c in classes if c.shared_terms)
     typer.echo(f"wrote {out}: {len(classes)} classes, {sum(len(c.terms) for c in classes)} terms, "
                f"{shared} classes with terms shared by another class")
+    typer.echo(f"wrote {exceptions_out}: {write_noun_exceptions(exceptions_out, wordnet_dir)} irregular noun forms")
 
 
 @synonyms_app.command("show")

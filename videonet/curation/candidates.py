@@ -1,24 +1,32 @@
 """Candidates: from one class's search hits to the clips worth fetching (the rules, as pure functions).
 
 A hit becomes a candidate (one class, one video) when its title contains the class name or a
-synonym as whole words; one class's candidates are deduplicated by video and capped at
-``--per-class``; a clip the metadata already says is shorter than ``--min-duration`` is dropped
-before anything is downloaded. Each function returns rows: a row with a ``status`` is an audit row
-(the candidate stops there), any other row goes on. The Beam graph (``videonet.pipelines.curate``)
-only maps them; the rules are tested without Beam.
+synonym as whole words, or (``--title-match inflected``, the default) one of their plurals; one
+class's candidates are deduplicated by video and capped at ``--per-class`` as the search pages
+arrive (:class:`ClassCandidates`, which also tells the search when to stop); a clip the metadata
+already says is shorter than ``--min-duration`` is dropped before anything is downloaded. Each
+function returns rows: a row with a ``status`` is an audit row (the candidate stops there), any
+other row goes on. The Beam graph (``videonet.pipelines.curate``) only maps them; the rules are
+tested without Beam.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Iterable
+from functools import lru_cache
+from importlib import resources
+from typing import Iterable, NamedTuple
 
 from videonet.curation.vocabulary.classes import ImageNetClass
 from videonet.curation.write.records import DUPLICATE, OVER_CAP, TITLE_MISMATCH, TOO_SHORT, audit_row
+from videonet.errors import UserError
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+INFLECTED, STRICT = "inflected", "strict"
+NOUN_EXCEPTIONS = "noun_exc.tsv"  # WordNet 3.0's irregular noun forms, shipped in videonet.synonyms
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,13 @@ class CandidateSettings:
     per_class: int = field(default=5000, metadata={"help": "At most this many unique candidates per class.", "min": 1})
     min_duration: float = field(default=10.0, metadata={
         "help": "Drop clips shorter than this many seconds (a clip of exactly this length is kept).", "min": 0})
+    title_match: str = field(default=INFLECTED, metadata={
+        "help": "inflected: a title may hold a term or its plural (cats, ostriches, puppies, WordNet's irregular "
+                "geese, mice; a multi-word term inflects its last word); strict: the term's own words only."})
+
+    def __post_init__(self) -> None:
+        if self.title_match not in (INFLECTED, STRICT):
+            raise UserError(f"--title-match {self.title_match!r}: expected {INFLECTED} or {STRICT}")
 
 
 def normalize_words(text: str) -> str:
@@ -41,13 +56,67 @@ def normalize_words(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text.casefold()).split())
 
 
-def title_match(title: str, terms: Iterable[str]) -> str | None:
-    """The first term that occurs in the title as whole words (case/punctuation-insensitive)."""
+@lru_cache(maxsize=1)
+def irregular_plurals() -> dict[str, tuple[str, ...]]:
+    """Base noun -> its irregular forms (goose -> geese), normalized, from WordNet 3.0's ``noun.exc``.
+
+    Read from the copy shipped as package data (``videonet synonyms build`` writes it), so workers
+    match titles without WordNet installed.
+    """
+    text = resources.files("videonet.synonyms").joinpath(NOUN_EXCEPTIONS).read_text(encoding="utf-8")
+    forms: dict[str, list[str]] = defaultdict(list)
+    for line in text.splitlines()[1:]:  # header: form, base
+        form, base = line.split("\t")
+        forms[normalize_words(base)].append(normalize_words(form))
+    return {base: tuple(found) for base, found in forms.items()}
+
+
+def regular_plurals(word: str) -> tuple[str, ...]:
+    """The regular English plurals of a noun: -es after a sibilant (ostriches, goldfishes), -ies after
+    a consonant + y (puppies), both -s and -es after o (mosquitos and mosquitoes are both written),
+    -s elsewhere (hens). Only these, so that 'pin' does not match 'pines'."""
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return (word + "es",)
+    if len(word) > 1 and word[-1] == "y" and word[-2] not in "aeiou":
+        return (word[:-1] + "ies",)
+    if word.endswith("o"):
+        return (word + "s", word + "es")
+    return (word + "s",)
+
+
+@lru_cache(maxsize=1 << 16)
+def term_forms(term: str, inflect: bool = True) -> tuple[str, ...]:
+    """The normalized word sequences that count as ``term`` in a title, the term itself first.
+
+    Inflected, a term also stands for the plurals of its last word ('golden retrievers', 'Canada
+    geese') and for WordNet's irregular plural of the whole term ('attorneys general').
+    """
+    words = normalize_words(term)
+    if not words or not inflect:
+        return (words,) if words else ()
+    head, _, last = words.rpartition(" ")
+    prefix = f"{head} " if head else ""
+    irregular = irregular_plurals()
+    lasts = (*irregular.get(last, ()), *regular_plurals(last))
+    return tuple(dict.fromkeys((words, *irregular.get(words, ()), *(prefix + form for form in lasts))))
+
+
+class TitleMatch(NamedTuple):
+    """Which query term a title matched, and the words of the title that matched it (normalized:
+    the term itself or one of its inflections)."""
+
+    term: str
+    form: str
+
+
+def title_match(title: str, terms: Iterable[str], inflect: bool = True) -> TitleMatch | None:
+    """The first term (in table order) that occurs in the title as whole words, case-, accent- and
+    punctuation-insensitive; ``inflect`` also accepts its plurals (:func:`term_forms`)."""
     padded = f" {normalize_words(title)} "
     for term in terms:
-        norm = normalize_words(term)
-        if norm and f" {norm} " in padded:
-            return term
+        for form in term_forms(term, inflect):
+            if f" {form} " in padded:
+                return TitleMatch(term, form)
     return None
 
 
@@ -61,63 +130,56 @@ def duration_verdict(duration: float | None, min_duration: float) -> bool | None
     return duration >= min_duration - 1e-6
 
 
-@dataclass(frozen=True)
-class Ranked:
-    """A candidate with its retrieval position: (term order, rank within that term's results)."""
-
-    video_id: str
-    term_order: int
-    rank: int
-    item: object
-
-
-def dedup_and_cap(ranked: Iterable[Ranked], cap: int) -> tuple[list, list, list]:
-    """Deterministically deduplicate one class's candidates by video id and cap their number.
-
-    Candidates are ordered by (term order, rank, id), so the same search results always give the
-    same kept set whatever order the workers delivered them in. Returns (kept, duplicates, over_cap).
-    """
-    ordered = sorted(ranked, key=lambda r: (r.term_order, r.rank, r.video_id))
-    seen: set[str] = set()
-    kept, duplicates, over_cap = [], [], []
-    for r in ordered:
-        if r.video_id in seen:
-            duplicates.append(r.item)
-        elif len(kept) >= cap:
-            seen.add(r.video_id)
-            over_cap.append(r.item)
-        else:
-            seen.add(r.video_id)
-            kept.append(r.item)
-    return kept, duplicates, over_cap
-
-
 def class_fields(cls: ImageNetClass) -> dict:
     return {"wnid": cls.wnid, "class_index": cls.index, "name": cls.name}
 
 
-def hit_candidates(cls: ImageNetClass, term_order: int, term: str, hits: list[dict], source: str,
-                   run_id: str) -> list[dict]:
-    """Tag one term's search hits with the class, the term and their retrieval rank."""
-    return [{**hit, **class_fields(cls), "term": term, "term_order": term_order, "rank": rank,
-             "source": source, "run_id": run_id} for rank, hit in enumerate(hits)]
+def hit_candidates(cls: ImageNetClass, term: str, hits: list[dict], source: str, run_id: str) -> list[dict]:
+    """Tag one page of a term's search hits with the class and the term that retrieved them."""
+    return [{**hit, **class_fields(cls), "term": term, "source": source, "run_id": run_id} for hit in hits]
 
 
-def match_title(candidate: dict, terms: Iterable[str]) -> dict:
-    """Keep the hit if its title contains the class name or a synonym as whole words."""
-    term = title_match(candidate["title"], terms)
-    if term is None:
+def match_title(candidate: dict, terms: Iterable[str], inflect: bool = True) -> dict:
+    """Keep the hit if its title contains the class name or a synonym (or, inflected, a plural of one)
+    as whole words; the term and the matched words go with it into the metadata and the audit."""
+    found = title_match(candidate["title"], terms, inflect)
+    if found is None:
         return audit_row(candidate, TITLE_MISMATCH, f"title has none of the terms of {candidate['name']!r}")
-    return {**candidate, "term": term}
+    return {**candidate, "term": found.term, "matched_form": found.form}
 
 
-def dedup_class(candidates: Iterable[dict], cap: int) -> list[dict]:
-    """One class's title-matched hits, deduplicated by video id and capped, deterministically."""
-    ranked = [Ranked(c["id"], c["term_order"], c["rank"], c) for c in candidates]
-    kept, duplicates, over_cap = dedup_and_cap(ranked, cap)
-    return (kept
-            + [audit_row(c, DUPLICATE, f"video {c['id']} already a candidate of {c['wnid']}") for c in duplicates]
-            + [audit_row(c, OVER_CAP, f"class already has {cap} candidates (--per-class)") for c in over_cap])
+@dataclass
+class ClassCandidates:
+    """One class's candidates, admitted one hit at a time in retrieval order (term order, then rank).
+
+    Retrieval order makes the result deterministic without sorting: the search of a class runs in
+    one place, page after page, and stops as soon as :attr:`full`. A video already admitted is a
+    ``duplicate``; a title-matched new video once the class holds ``cap`` candidates is ``over_cap``
+    (so over-cap hits only come from the page that filled the class: no later page is asked for).
+    """
+
+    terms: tuple[str, ...]
+    cap: int
+    inflect: bool = True
+    admitted: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    @property
+    def full(self) -> bool:
+        return self.admitted >= self.cap
+
+    def admit(self, candidate: dict) -> dict:
+        """The candidate, or its audit row (title_mismatch, duplicate or over_cap)."""
+        row = match_title(candidate, self.terms, self.inflect)
+        if "status" in row:
+            return row
+        if row["id"] in self.seen:
+            return audit_row(row, DUPLICATE, f"video {row['id']} already a candidate of {row['wnid']}")
+        self.seen.add(row["id"])
+        if self.full:
+            return audit_row(row, OVER_CAP, f"class already has {self.cap} candidates (--per-class)")
+        self.admitted += 1
+        return row
 
 
 def check_duration(candidate: dict, min_duration: float) -> dict:

@@ -15,8 +15,9 @@ import json
 
 import pandas as pd
 
-from videonet.curation.write.rundir import REPORT, join, read_audit, read_metadata, write_atomic
-from videonet.curation.write.records import DUPLICATE, KEPT, OVER_CAP, STATUSES, TITLE_MISMATCH
+from videonet.curation.search import CAP_REACHED, EXHAUSTED, SEARCH_FAILED, SEARCH_SCHEMA
+from videonet.curation.write.rundir import REPORT, SEARCH, join, read_audit, read_metadata, read_table, write_atomic
+from videonet.curation.write.records import DUPLICATE, KEPT, OVER_CAP, SEARCH_ERROR, STATUSES, TITLE_MISMATCH
 from videonet.curation.judge.scan import THUMB_PX
 from videonet.curation.sheets import Clip, Sheet, contact_sheets
 from videonet.curation.vocabulary.classes import class_name, imagenet1k
@@ -26,16 +27,35 @@ RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP)
 PAPER_RETENTION_PCT = 24.0  # VITO/VideoNet kept about 24% of retrieved videos
 
 
-def retention_table(audit: pd.DataFrame) -> pd.DataFrame:
-    """One row per class: candidates, a count per status, retrieved (unique title matches), kept, %."""
+def latest_searches(searches: pd.DataFrame) -> pd.DataFrame:
+    """Each class's search facts from the latest run that searched it (a resumed run searches again)."""
+    return searches.sort_values("run_id").drop_duplicates("wnid", keep="last").set_index("wnid")
+
+
+def retention_table(audit: pd.DataFrame, searches: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per class: candidates, a count per status, retrieved (unique title matches), kept, %,
+    and why its search stopped and how many requests it spent (``searches``: :data:`SEARCH_SCHEMA` rows).
+
+    A search_error row is a failed request, not a video: it has its column but counts neither as a
+    candidate nor as retrieved, so failed searches do not lower retention. A class that was searched
+    but found nothing still gets its row.
+    """
     per_class = audit[audit["wnid"].notna() & (audit["wnid"] != "")]
-    counts = (per_class.groupby(["class_index", "wnid", "name", "status"]).size()
+    counts = (per_class.groupby(["wnid", "status"]).size()
               .unstack("status", fill_value=0).reindex(columns=list(STATUSES), fill_value=0))
-    table = counts.reset_index()
+    names = per_class.drop_duplicates("wnid").set_index("wnid")[["class_index", "name"]]
+    searched = latest_searches(searches if searches is not None else SEARCH_SCHEMA.empty_table().to_pandas())
+    table = counts.reindex(counts.index.union(searched.index), fill_value=0)
+    table.insert(0, "class_index", names["class_index"].combine_first(searched["class_index"]).astype(int))
+    table.insert(1, "name", names["name"].combine_first(searched["name"]))
+    table.insert(2, "candidates", table[[s for s in STATUSES if s != SEARCH_ERROR]].sum(axis=1))
+    table = table.reset_index()
     table.columns.name = None
-    table.insert(3, "candidates", counts.sum(axis=1).to_numpy())
+    table = table[["class_index", "wnid", *table.columns.drop(["class_index", "wnid"])]]
     table["retrieved"] = table["candidates"] - table[list(RETRIEVED_EXCLUDES)].sum(axis=1)
     table["retention_pct"] = (100.0 * table[KEPT] / table["retrieved"].where(table["retrieved"] > 0)).round(2)
+    table["search_stop"] = table["wnid"].map(searched["search_stop"])
+    table["search_requests"] = table["wnid"].map(searched["search_requests"]).astype("Int64")
     # Ambiguous query terms (e.g. 'crane': bird and machine) explain low retention: show them.
     shared = {c.wnid: " | ".join(c.shared_terms) for c in imagenet1k()}
     table["shared_terms"] = table["wnid"].map(shared).fillna("")
@@ -43,12 +63,21 @@ def retention_table(audit: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """The run in numbers; search errors and over-cap hits are shown apart (neither is in retention)."""
     by_status = audit["status"].value_counts().reindex(list(STATUSES), fill_value=0)
-    retrieved = int(table["retrieved"].sum()) if len(table) else 0
+    retrieved = int(table["retrieved"].sum())
+    stops = table["search_stop"].value_counts()
     return {
-        "classes": int(len(table)),
-        "classes_with_kept_clips": int((table[KEPT] > 0).sum()) if len(table) else 0,
-        "candidates": int(len(audit)),
+        "classes": int((table["candidates"] > 0).sum()),
+        "classes_with_kept_clips": int((table[KEPT] > 0).sum()),
+        "classes_searched": int(table["search_stop"].notna().sum()),
+        "classes_cap_reached": int(stops.get(CAP_REACHED, 0)),
+        "classes_exhausted": int(stops.get(EXHAUSTED, 0)),
+        "classes_search_failed": int(stops.get(SEARCH_FAILED, 0)),
+        "search_requests": int(table["search_requests"].sum()),
+        "search_errors": int(by_status[SEARCH_ERROR]),
+        "candidates": int(table["candidates"].sum()),
+        "over_cap": int(by_status[OVER_CAP]),
         "retrieved": retrieved,
         "kept": int(len(metadata)),
         "retention_pct": round(100.0 * len(metadata) / retrieved, 2) if retrieved else None,
@@ -170,7 +199,7 @@ terminal.</p>
 def build_report(out: str) -> dict:
     """(Re)write ``report/`` from the tables on disk and return the summary."""
     audit, metadata = read_audit(out), read_metadata(out)
-    table = retention_table(audit)
+    table = retention_table(audit, read_table(out, SEARCH, SEARCH_SCHEMA))
     facts = summary(audit, metadata, table)
     parquet = io.BytesIO()
     table.to_parquet(parquet, index=False)
@@ -186,11 +215,17 @@ def build_report(out: str) -> dict:
 
 def format_summary(facts: dict) -> str:
     """The one-screen summary printed at the end of a run and by ``videonet report``."""
+    apart = (KEPT, OVER_CAP, SEARCH_ERROR)
     lines = [
+        f"search: {facts['classes_searched']} classes in {facts['search_requests']} requests; "
+        f"{facts['classes_cap_reached']} {CAP_REACHED}, {facts['classes_exhausted']} {EXHAUSTED}, "
+        f"{facts['classes_search_failed']} stopped by a {SEARCH_FAILED}",
+        f"search errors: {facts['search_errors']} failed requests (not candidates)   "
+        f"over cap: {facts['over_cap']} (hits beyond --per-class on a class's last page)",
         f"classes: {facts['classes']} with candidates, {facts['classes_with_kept_clips']} with kept clips",
         f"candidates: {facts['candidates']}   retrieved (unique title matches): {facts['retrieved']}",
         f"kept: {facts['kept']} clips in {facts['shards']} shards ({facts['hours_kept']} h), "
         f"retention {facts['retention_pct']}% (paper: ~{PAPER_RETENTION_PCT:g}%)",
-        "dropped: " + ", ".join(f"{k} {v}" for k, v in facts["by_status"].items() if k != KEPT and v),
+        "dropped: " + ", ".join(f"{k} {v}" for k, v in facts["by_status"].items() if k not in apart and v),
     ]
     return "\n".join(lines)

@@ -1,9 +1,12 @@
-"""Search: the title queries of each class, answered by a source (YouTube, a catalog, the demo).
+"""Search: the title queries of each class, answered page by page by a source (YouTube, a catalog, the demo).
 
-A source answers ``search(term, limit)`` with raw hits (dicts with ``id``, ``title`` and ``url``
-or ``path``, optionally ``duration`` and ``uploader``), like a search engine would: the whole-word
-title rule is applied afterwards by :func:`videonet.curation.candidates.title_match`, so a hit the
-engine returned loosely is audited as ``title_mismatch`` rather than silently vanishing.
+A source answers ``pages(term, size)`` with successive pages of raw hits (dicts with ``id``,
+``title`` and ``url`` or ``path``, optionally ``duration`` and ``uploader``), like a search engine
+would: the title rule is applied afterwards by :func:`videonet.curation.candidates.match_title`, so
+a hit the engine returned loosely is audited as ``title_mismatch`` rather than silently vanishing.
+:func:`search_class` asks for pages only until the class is full (``--per-class`` unique
+title-matched candidates), so the depth per term adapts: a class with one term reads deep, a class
+whose first term fills it never queries the others.
 
 Sources are a registry: a new one is one module with a ``source(arg, settings)`` factory plus one
 entry in :data:`SOURCES`.
@@ -13,12 +16,27 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generator, Protocol
 
+import pyarrow as pa
+
+from videonet.curation.candidates import ClassCandidates, class_fields, hit_candidates
+from videonet.curation.vocabulary.classes import ImageNetClass
+from videonet.curation.write.records import AUDIT_SCHEMA, SEARCH_ERROR, audit_row
 from videonet.errors import UserError
 
 Hit = dict  # id, title, url | path, duration?, uploader?
+
+CAP_REACHED, EXHAUSTED, SEARCH_FAILED = "cap reached", "exhausted", "search error"
+# One row per class and run under search/<run_id>.parquet: why the search of the class stopped and
+# what it cost (requests count against the source's rate limits). The report keeps each class's latest.
+SEARCH_SCHEMA = pa.schema([AUDIT_SCHEMA.field(name) for name in ("run_id", "source", "wnid", "class_index", "name")] + [
+    ("search_stop", pa.string()),
+    ("search_requests", pa.int64()),
+    ("search_hits", pa.int64()),
+])
 
 
 class Source(Protocol):
@@ -29,7 +47,9 @@ class Source(Protocol):
     def prepare(self) -> None:
         """Driver-side work before a run (validate a catalog, build the demo clips); never on --dry-run."""
 
-    def search(self, term: str, limit: int) -> list[Hit]: ...
+    def pages(self, term: str, size: int) -> Generator[list[Hit], None, None]:
+        """The results for ``term``, one page of at most ``size`` hits per search request, read lazily
+        (the caller stops pulling when the class is full); at least one page, possibly empty."""
 
     def invalid_rows(self) -> list[dict]: ...
 
@@ -40,8 +60,12 @@ class SearchSettings:
 
     source: str = field(default="youtube", metadata={
         "help": "youtube (yt-dlp search), catalog:PATH (parquet/csv/jsonl), or demo."})
-    per_term: int = field(default=100, metadata={"help": "Search results asked for per query term.", "min": 1})
-    search_template: str = field(default="ytsearch{n}:{term}", metadata={"help": "yt-dlp query for the youtube source."})
+    search_page: int = field(default=100, metadata={
+        "help": "Results per search request. A class's terms are searched in table order, page by page, until "
+                "the class holds --per-class unique title-matched candidates or every term is exhausted.",
+        "min": 1})
+    search_template: str = field(default="ytsearch{n}:{term}", metadata={
+        "help": "yt-dlp query for the youtube source ({n} becomes 'all': results are read lazily, page by page)."})
     catalog_root: str | None = field(default=None, metadata={"help": "Catalog paths must stay under this directory."})
     demo_dir: str | None = field(default=None, metadata={
         "help": "Where the demo source writes its clips (default: cache)."})
@@ -66,3 +90,43 @@ def make_source(settings: SearchSettings) -> Source:
 def stable_id(text: str) -> str:
     """An id for a hit that has none (a catalog row without ``id``): a hash of its url or path."""
     return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+def search_error_row(cls: ImageNetClass, term: str, source: str, run_id: str, exc: Exception) -> dict:
+    """The audit row of a failed search request (network, extractor or catalog failure): the run goes on."""
+    row = {**class_fields(cls), "term": term, "id": f"search:{term}", "source": source, "run_id": run_id}
+    return audit_row(row, SEARCH_ERROR, " ".join(str(exc).split())[:300])
+
+
+def search_class(cls: ImageNetClass, source: Source, candidates: ClassCandidates, page_size: int,
+                 run_id: str) -> tuple[list[dict], dict]:
+    """Search one class until it is full: its terms in table order, each page by page.
+
+    Stops when ``candidates`` holds its cap (``cap reached``), else when every term has run out of
+    results (``exhausted``) or failed (``search error``: a failed request ends that term, audited,
+    and the next term is tried). Returns the candidate and audit rows, and the class's search
+    facts (a :data:`SEARCH_SCHEMA` row).
+    """
+    rows: list[dict] = []
+    requests = hits = 0
+    failed = False
+    for term in cls.terms:
+        if candidates.full:
+            break
+        with closing(source.pages(term, page_size)) as pages:
+            while not candidates.full:
+                try:
+                    page = next(pages, None)
+                except Exception as exc:
+                    requests += 1  # a failed request counts against the rate limit too
+                    rows.append(search_error_row(cls, term, source.name, run_id, exc))
+                    failed = True
+                    break
+                if page is None:  # the term's results ended with the previous page
+                    break
+                requests, hits = requests + 1, hits + len(page)
+                rows += [candidates.admit(c) for c in hit_candidates(cls, term, page, source.name, run_id)]
+    stop = CAP_REACHED if candidates.full else SEARCH_FAILED if failed else EXHAUSTED
+    facts = {**class_fields(cls), "run_id": run_id, "source": source.name, "search_stop": stop,
+             "search_requests": requests, "search_hits": hits}
+    return rows, facts

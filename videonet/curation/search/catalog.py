@@ -13,8 +13,9 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generator
 
-from videonet.curation.candidates import normalize_words
+from videonet.curation.candidates import normalize_words, term_forms
 from videonet.curation.search import SearchSettings, stable_id
 from videonet.errors import UserError
 
@@ -145,7 +146,7 @@ def validate_row(row: dict, base: str, root: Path | str | None) -> tuple[dict | 
 class CatalogSource:
     """A local table of titles (parquet, csv, tsv or jsonl) searched like a keyword engine.
 
-    ``search`` returns rows sharing a content word with the term (an inverted index over title
+    ``pages`` returns rows sharing a content word with the term (an inverted index over title
     words); rows that cannot be used are reported once by :meth:`invalid_rows` with the reason.
     """
 
@@ -179,11 +180,15 @@ class CatalogSource:
             self._hits.append(hit)
         self._index = dict(index)
 
-    def search(self, term: str, limit: int) -> list[dict]:
+    def pages(self, term: str, size: int) -> Generator[list[dict], None, None]:
+        """Rows sharing a content word with the term or its plurals (an engine stems; the title rule
+        decides afterwards), in catalog order, ``size`` per page: offset/limit over the index."""
         self._load()
-        words = [w for w in normalize_words(term).split() if w not in _STOP_WORDS] or normalize_words(term).split()
+        words = {w for form in term_forms(term) for w in form.split()}
+        words = {w for w in words if w not in _STOP_WORDS} or words
         found = sorted({i for w in words for i in self._index.get(w, ())})
-        return [dict(self._hits[i]) for i in found[:limit]]
+        for start in range(0, max(len(found), 1), size):
+            yield [dict(self._hits[i]) for i in found[start:start + size]]
 
     def prepare(self) -> None:
         """Read the catalog once on the driver: an unreadable one is a one-line error here, not a crash

@@ -139,3 +139,19 @@ def synset_terms(synset, hyponyms: bool = False) -> list[str]:
         for hypo in synset.closure(lambda s: s.hyponyms()):
             lemmas += hypo.lemma_names()
     return dedupe_terms(lemmas)
+
+
+def write_noun_exceptions(out: str | Path, wordnet_dir: str | Path | None = None) -> int:
+    """Write WordNet 3.0's irregular noun forms (``noun.exc``: 'geese goose') as a ``form<TAB>base`` tsv.
+
+    Curation matches plural titles with it (:func:`videonet.curation.candidates.irregular_plurals`);
+    shipping this copy as package data keeps WordNet off the workers. Returns the number of pairs.
+    """
+    exc = find_nltk_root(wordnet_dir) / "corpora" / "wordnet" / "noun.exc"
+    pairs = [(form, base) for line in exc.read_text(encoding="utf-8").splitlines() if line.strip()
+             for form, *bases in [line.split()] for base in bases]
+    lines = ["form\tbase", *(f"{form.replace('_', ' ')}\t{base.replace('_', ' ')}" for form, base in pairs)]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(pairs)
