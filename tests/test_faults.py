@@ -107,7 +107,9 @@ def test_the_run_completes_and_reports_every_candidate(kit, fault_run):
     assert facts["kept"] == len(read_metadata(str(out))) == (audit["status"] == "kept").sum()
     assert report["candidates"].sum() == audit["wnid"].notna().sum()
     assert faultkit.GOLDFISH not in set(audit["wnid"])  # a class with no candidates: no rows, no crash
-    assert set(report["wnid"]) == {faultkit.CAT, faultkit.ESPRESSO}
+    assert set(report[report["candidates"] > 0]["wnid"]) == {faultkit.CAT, faultkit.ESPRESSO}
+    goldfish = report.set_index("wnid").loc[faultkit.GOLDFISH]  # searched, found nothing: a row that says so
+    assert (goldfish["candidates"], goldfish["search_stop"]) == (0, "exhausted")
     assert audit["reason"].str.strip().str.len().min() > 0
     assert not list(out.rglob("*.tmp")) and not (out / "_work" / "staging").exists()
 

@@ -106,8 +106,8 @@ def recover(out: str) -> list[str]:
     removed = []
     for directory in (SHARDS, AUDIT, METADATA):
         removed += _list(join(out, directory), "*.tmp")
-    # a killed run's unfinished audit or search-facts write
-    beam_temp = [p for directory in (AUDIT, SEARCH) for p in _list(join(out, directory), "beam-temp-*/*")]
+    beam_written = (AUDIT, SEARCH)  # a killed run's unfinished audit or search-facts write
+    beam_temp = [p for directory in beam_written for p in _list(join(out, directory), "beam-temp-*/*")]
     removed += beam_temp
     committed = {posixpath.basename(p)[: -len(".parquet")] for p in _list(join(out, METADATA), "*.parquet")}
     for tar in _list(join(out, SHARDS), "*.tar"):
@@ -121,7 +121,8 @@ def recover(out: str) -> list[str]:
         FileSystems.delete(removed)
     directories = {posixpath.dirname(p) for p in beam_temp}
     if "://" not in out:  # a run killed before its first temporary audit file leaves the directory empty
-        directories.update(glob.glob(glob.escape(join(out, AUDIT)) + "/beam-temp-*/"))
+        for directory in beam_written:
+            directories.update(glob.glob(glob.escape(join(out, directory)) + "/beam-temp-*/"))
     for directory in sorted(directories):
         try:
             FileSystems.delete([directory.rstrip("/")])
