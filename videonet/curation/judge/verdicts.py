@@ -23,7 +23,9 @@ from videonet.curation.judge.fetch import FetchError, FetchSettings, local_video
 from videonet.curation.judge.frames import DecodeError, check_complete, probe
 from videonet.curation.judge.scan import Scan, most_frequent, scan_clips
 from videonet.curation.vocabulary.classes import class_name
-from videonet.curation.write.records import DECODE_ERROR, DOWNLOAD_ERROR, REJECTED, TOO_SHORT, audit_row, kept_row
+from videonet.curation.write.records import (
+    DECODE_ERROR, DOWNLOAD_ERROR, EXTRA_LABELS, OTHER_CLASS, REJECTED, TOO_SHORT, audit_row, kept_row,
+)
 from videonet.curation.write.rundir import WORK, join, write_atomic
 from videonet.curation.write.thumbs import write_thumbs
 
@@ -38,6 +40,9 @@ class JudgeSettings:
     clip_batch: int = field(default=8, metadata={"help": "Clips classified together in one batch.", "min": 1})
     decode_timeout: float = field(default=120.0, metadata={
         "help": "Give up decoding a clip after this many seconds.", "min": 0})
+    multi_label: bool = field(default=False, metadata={
+        "help": "Keep a video for every class it passes, listed in its metadata `labels` (default: one class "
+                "per video, the one top-1 on the most frames; the others are audited as kept_for_other_class)."})
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,12 @@ def keep_decision(top1: Sequence[int], class_index: int) -> Decision:
     """Keep the clip iff ``class_index`` is the top-1 prediction on at least one frame."""
     matches = [i for i, label in enumerate(top1) if int(label) == class_index]
     return Decision(bool(matches), len(matches), matches[0] if matches else -1)
+
+
+def winning_class(top1: Sequence[int], kept: Sequence[int]) -> int:
+    """One class per video: of the classes a clip is kept for, the one top-1 on the most frames
+    (ties: the lower class index), so the trainer never meets the same video under two labels."""
+    return min(kept, key=lambda c: (-sum(1 for label in top1 if label == c), c))
 
 
 # One typed result of judging a clip, a variant per outcome.
@@ -144,8 +155,9 @@ def _load_cache(path: str, wanted: set[int], frames: int) -> ClipResult | None:
     return cached
 
 
-def verdict_rows(candidates: list[dict], result: ClipResult, staged: str | None, min_duration: float) -> list[dict]:
-    """Apply the keep rule to each candidate of one clip."""
+def verdict_rows(candidates: list[dict], result: ClipResult, staged: str | None, min_duration: float,
+                 multi_label: bool = False) -> list[dict]:
+    """Apply the keep rule to each candidate of one clip; a clip passing several classes is kept once."""
     if isinstance(result, FetchFailed):
         return [audit_row(c, DOWNLOAD_ERROR, result.reason) for c in candidates]
     if isinstance(result, Undecodable):
@@ -153,23 +165,35 @@ def verdict_rows(candidates: list[dict], result: ClipResult, staged: str | None,
     if isinstance(result, TooShort):
         return [audit_row({**c, "duration": result.duration}, TOO_SHORT,
                           f"duration {result.duration:.2f} s < {min_duration:g} s (probed)") for c in candidates]
-    rows = []
+    rows, passed = [], []
     classified = len(result.top1)
     for c in candidates:
         c = {**c, "duration": c.get("duration") if c.get("duration") is not None else result.duration}
         decision = keep_decision(result.top1, c["class_index"])
         if decision.kept:
             best = max(s for label, s in zip(result.top1, result.scores) if label == c["class_index"])
-            rows.append(kept_row(c, fps=result.fps, frames_decoded=result.decoded,
-                                 frames_classified=classified, matched_frames=decision.matched_frames,
-                                 first_match=decision.first_match, top1_score=best,
-                                 path=staged or c.get("path")))
+            passed.append(kept_row(c, fps=result.fps, frames_decoded=result.decoded,
+                                   frames_classified=classified, matched_frames=decision.matched_frames,
+                                   first_match=decision.first_match, top1_score=best,
+                                   path=staged or c.get("path")))
         else:
             usual = most_frequent(result.top1)
             rows.append(audit_row(c, REJECTED, f"{c['name']} ({c['class_index']}) never top-1 in {classified} "
                                                f"frames; most frequent top-1: {class_name(usual)} ({usual})",
                                   classified))
-    return rows
+    if not passed:
+        return rows
+    winner = winning_class(result.top1, [r["class_index"] for r in passed])
+    kept = next(r for r in passed if r["class_index"] == winner)
+    others = [r for r in passed if r is not kept]
+    kept["labels"] = [winner] + ([r["class_index"] for r in others] if multi_label else [])
+    if multi_label:
+        kept[EXTRA_LABELS] = others
+    else:
+        rows += [audit_row(r, OTHER_CLASS, f"video kept under {kept['wnid']} ({kept['name']}, top-1 on "
+                                           f"{kept['matched_frames']} frames; {r['name']} on {r['matched_frames']})",
+                           classified) for r in others]
+    return [kept, *rows]
 
 
 def _scanned(probed: tuple[float | None, float | None, tuple[int, ...]], scan: Scan) -> ClipResult:
@@ -233,7 +257,7 @@ def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, sett
         if not isinstance(result, FetchFailed):
             write_atomic(cache_path(out, identity), encode_result(result))
         staged = staging_path(out, identity) if _is_download(candidates) else None
-        judged = verdict_rows(candidates, result, staged, min_duration)
+        judged = verdict_rows(candidates, result, staged, min_duration, settings.multi_label)
         if i in fresh:
             write_thumbs(out, judged, fresh[i])
         rows += judged
