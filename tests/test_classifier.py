@@ -11,7 +11,8 @@ import torch
 import torchvision
 from torchvision.transforms.v2.functional import normalize
 
-from videonet.curation.judge.classifier import cpu_has_bf16, load_classifier, resolve_device, resolve_precision
+from videonet.curation.judge.classifier import (ClassifierSettings, cpu_has_bf16, load_classifier, resolve_device,
+                                                resolve_engine, resolve_precision)
 from videonet.curation.judge.cpu_graph import OneDNNConv2d, fold_batchnorm, fuse_onednn
 from videonet.errors import UserError
 from videonet.curation.judge.frames import iter_frames
@@ -141,7 +142,7 @@ def test_fast_path_keeps_the_outputs(name, random_resnet50, frames):
     plain = load_classifier(name, weights, device="cpu", precision="fp32", fold=False)
     count = lambda m, kind: sum(isinstance(x, kind) for x in m.modules())  # noqa: E731
     assert count(plain.model, torch.nn.BatchNorm2d) > 40 and count(fold_batchnorm(plain.model), torch.nn.BatchNorm2d) == 0
-    fast = load_classifier(name, weights, device="cpu", precision="fp32")
+    fast = load_classifier(name, weights, device="cpu", precision="fp32", engine="torch")
     assert fast.baked and count(fast.model, torch.nn.BatchNorm2d) == 0
     # every convolution fused, with every activation (ReLU, lite0's ReLU6) and residual add
     assert count(fast.model, OneDNNConv2d) == count(plain.model, torch.nn.Conv2d) == {"resnet50": 53}.get(name, 49)
@@ -211,9 +212,9 @@ def test_onednn_fusion_matches_the_unfused_graph():
 
 
 def test_bf16_is_baked_into_the_cpu_weights(frames):
-    """On CPU the bf16 path casts the weights once (no autocast) and stays close to fp32."""
+    """On CPU the torch bf16 path casts the weights once (no autocast) and stays close to fp32."""
     fp32 = load_classifier("efficientnet-lite0", device="cpu", precision="fp32", fold=False)
-    bf16 = load_classifier("efficientnet-lite0", device="cpu", precision="bf16")
+    bf16 = load_classifier("efficientnet-lite0", device="cpu", precision="bf16", engine="torch")
     assert bf16.baked
     with pytest.raises(RuntimeError):  # the graph holds bf16 weights: fp32 input no longer fits
         bf16.model(torch.zeros(1, 3, 224, 224).contiguous(memory_format=torch.channels_last))
@@ -246,3 +247,62 @@ def test_auto_precision_is_bf16_only_where_the_cpu_has_it():
     assert cpu_has_bf16() == native
     assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
     assert resolve_precision("auto", "cuda") == "bf16" and resolve_precision("fp32", "cuda") == "fp32"
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite0", "resnet50"])
+def test_openvino_engine_gives_the_reference_logits(name, random_resnet50, frames):
+    """The OpenVINO backend (normalisation compiled in, uint8 frames in) computes the plain torch net's logits."""
+    weights = str(random_resnet50) if name == "resnet50" else None
+    plain = load_classifier(name, weights, device="cpu", precision="fp32", fold=False)
+    engine = load_classifier(name, weights, device="cpu", precision="fp32", engine="openvino")
+    assert engine.engine == "openvino" and engine.model.precision == "fp32"
+    expected = _logits(plain, frames)
+    torch.testing.assert_close(torch.from_numpy(engine.model(frames)), expected,
+                               rtol=1e-3, atol=1e-3 * expected.abs().max().item())
+    np.testing.assert_array_equal(engine.top1(frames)[0], plain.top1(frames)[0])
+    np.testing.assert_allclose(engine.top1(frames)[1], plain.top1(frames)[1], rtol=1e-3)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="bf16 is emulated on this CPU")
+def test_openvino_bf16_keeps_the_verdicts_on_real_frames(demo_dir):
+    """bf16 OpenVINO on real weights and real frames: the same top-1 as fp32 torch where the margin is clear."""
+    frames = np.concatenate([np.stack(list(iter_frames(str(demo_dir / clip), 4)))
+                             for clip in ("coffee_cup.mp4", "chelsea_cat.mp4")])
+    reference = load_classifier("efficientnet-lite0", device="cpu", precision="fp32", fold=False)
+    engine = load_classifier("efficientnet-lite0", device="cpu", precision="bf16", engine="openvino")
+    assert engine.model.precision == "bf16"
+    (labels, scores), (ref_labels, ref_scores) = engine.top1(frames), reference.top1(frames)
+    clear = ref_scores > 0.5  # a top-1 far from a tie: bf16 rounding cannot flip it
+    assert clear.sum() >= 4
+    np.testing.assert_array_equal(labels[clear], ref_labels[clear])
+    np.testing.assert_allclose(scores, ref_scores, atol=0.05)
+
+
+def test_openvino_engine_serves_several_threads(frames):
+    """A Beam worker shares one classifier among its threads: each gets its own infer request."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = load_classifier("efficientnet-lite0", device="cpu", precision="fp32", engine="openvino")
+    alone = engine.top1(frames)[0]
+    with ThreadPoolExecutor(4) as pool:
+        for labels, _ in pool.map(engine.top1, [frames] * 8):
+            np.testing.assert_array_equal(labels, alone)
+
+
+def test_engine_choice(monkeypatch):
+    """auto: OpenVINO where it runs (CPU, fp32/bf16, the fast path) and is installed; torch elsewhere."""
+    assert ClassifierSettings().engine == "auto"
+    assert resolve_engine("auto", "cpu", "bf16", compile=False, fold=True) == "openvino"
+    assert resolve_engine("auto", "cpu", "fp32", compile=False, fold=True) == "openvino"
+    assert resolve_engine("torch", "cpu", "bf16", compile=False, fold=True) == "torch"
+    for device, precision, compile, fold in [("cuda", "bf16", False, True), ("cpu", "fp16", False, True),
+                                             ("cpu", "fp32", True, True), ("cpu", "fp32", False, False)]:
+        assert resolve_engine("auto", device, precision, compile, fold) == "torch"
+        with pytest.raises(UserError, match="CPU only"):
+            resolve_engine("openvino", device, precision, compile, fold)
+    with pytest.raises(UserError, match="expected auto, torch or openvino"):
+        resolve_engine("tensorrt", "cpu", "fp32", compile=False, fold=True)
+    monkeypatch.setattr("videonet.curation.judge.openvino_engine.openvino_available", lambda: False)
+    assert resolve_engine("auto", "cpu", "bf16", compile=False, fold=True) == "torch"
+    with pytest.raises(UserError, match=r"videonet\[openvino\]"):
+        resolve_engine("openvino", "cpu", "bf16", compile=False, fold=True)

@@ -1,8 +1,11 @@
 """The ImageNet frame classifier used by the keep rule: how to *run* any model of the ``models/`` registry.
 
 ``load_classifier`` loads a registry entry (ResNet-50 from torchvision, the paper's, or the offline
-EfficientNet-lite0), folds and fuses it for the device, and wraps it in :class:`Classifier`, whose
-``top1`` is the batched inference every entry shares. Failures are one-line ``UserError``s.
+EfficientNet-lite0), prepares it for the device and engine, and wraps it in :class:`Classifier`, whose
+``top1`` is the batched inference every entry shares. Two engines run it: ``torch`` (BatchNorm folded;
+on CPU the oneDNN fusion of :mod:`~videonet.curation.judge.cpu_graph`) and, on CPU when installed,
+``openvino`` (:mod:`~videonet.curation.judge.openvino_engine`), which measured faster. Failures are
+one-line ``UserError``s.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class Classifier:
     precision: str  # fp32 | bf16 | fp16: the dtype of the forward pass
     max_batch: int = 8  # frames per forward pass: bounds activation memory whatever the clip batch
     baked: bool = False  # the precision is in the (CPU fast path's) weights themselves, not applied by autocast
+    engine: str = "torch"  # torch: ``model`` is a torch module; openvino: uint8 NHWC frames -> numpy logits
 
     def top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Top-1 label and softmax score per frame for a uint8 NHWC batch at classifier size."""
@@ -37,6 +41,15 @@ class Classifier:
         return self._top1(frames)
 
     def _top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        logits = (torch.from_numpy(self.model(frames)) if self.engine == "openvino"
+                  else self._torch_logits(frames))
+        probs = logits.softmax(dim=1)
+        scores, labels = probs.max(dim=1)
+        return labels.cpu().numpy(), scores.cpu().numpy()
+
+    def _torch_logits(self, frames: np.ndarray) -> "torch.Tensor":  # noqa: F821
         import torch
 
         batch = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
@@ -49,10 +62,7 @@ class Classifier:
             batch = batch.to(dtype)
         with torch.inference_mode(), torch.autocast(self.device.split(":")[0], dtype=dtype,
                                                     enabled=self.precision != "fp32" and not self.baked):
-            logits = self.model(batch).float()
-        probs = logits.softmax(dim=1)
-        scores, labels = probs.max(dim=1)
-        return labels.cpu().numpy(), scores.cpu().numpy()
+            return self.model(batch).float()
 
 
 @dataclass(frozen=True)
@@ -68,9 +78,12 @@ class ClassifierSettings:
         "help": "auto (bf16 on GPU and on CPUs with native bf16, else fp32), fp32, bf16 or fp16."})
     compile: bool = field(default=False, metadata={
         "help": "torch.compile the classifier instead of the CPU oneDNN fusion (pays off on long GPU runs)."})
+    engine: str = field(default="auto", metadata={
+        "help": "auto (OpenVINO on CPU when installed: measured faster; torch elsewhere), torch or openvino."})
 
     def load(self) -> Classifier:
-        return load_classifier(self.classifier, self.weights, self.device, self.precision, self.compile)
+        return load_classifier(self.classifier, self.weights, self.device, self.precision, self.compile,
+                               engine=self.engine)
 
 
 def forward_dtype(precision: str) -> "torch.dtype":  # noqa: F821
@@ -104,15 +117,35 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+def resolve_engine(engine: str, device: str, precision: str, compile: bool, fold: bool) -> str:
+    """``auto``: OpenVINO where it runs and was measured faster (a CPU, fp32 or bf16, the fast path,
+    the package installed; ``benchmarks/engines.py``), torch elsewhere. ``openvino`` where it cannot
+    run is a one-line error rather than a silent fallback."""
+    from videonet.curation.judge.openvino_engine import PRECISIONS, openvino_available
+
+    if engine not in ("auto", "torch", "openvino"):
+        raise UserError(f"--engine {engine!r}: expected auto, torch or openvino")
+    fits = device == "cpu" and precision in PRECISIONS and fold and not compile
+    if engine == "auto":
+        return "openvino" if fits and openvino_available() else "torch"
+    if engine == "openvino" and not fits:
+        raise UserError("--engine openvino runs on CPU only, at fp32 or bf16, without --compile")
+    if engine == "openvino" and not openvino_available():
+        raise UserError("--engine openvino needs `pip install 'videonet[openvino]'`")
+    return engine
+
+
 def load_classifier(name: str = "resnet50", weights: str | None = None, device: str = "auto",
-                    precision: str = "auto", compile: bool = False, fold: bool = True) -> Classifier:
+                    precision: str = "auto", compile: bool = False, fold: bool = True,
+                    engine: str = "auto") -> Classifier:
     """Build the frozen classifier on the chosen device, in eval mode and channels_last.
 
     ``fold`` is the fast path: BatchNorm folded into the convolutions and, on CPU, the weights cast
     once to the forward dtype and each convolution fused with the ReLU / residual add after it
     (:mod:`videonet.curation.judge.cpu_graph`); ``False`` keeps the plain torchvision module, the naive reference.
     ``compile`` wraps it in ``torch.compile`` instead: worth it for long runs on GPU, where the
-    compile time (minutes on a small CPU) is amortised.
+    compile time (minutes on a small CPU) is amortised. ``engine`` (:func:`resolve_engine`) may hand
+    the fast path to OpenVINO instead, which does its own folding and fusion.
     """
     import torch
 
@@ -120,20 +153,25 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
 
     if name not in MODELS:
         raise UserError(f"--classifier {name!r}: expected one of {', '.join(MODELS)}")
-    device = resolve_device(device)
     entry = importlib.import_module(MODELS[name])
     model, mean, std = entry.load_model(weights), entry.MEAN, entry.STD
     model = model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    if fold:
-        model = fold_batchnorm(model)
-    model = model.to(device).to(memory_format=torch.channels_last)
+    device = resolve_device(device)
     precision = resolve_precision(precision, device)
     # A GPU wants a whole round (clip batch x chunk = 200 frames by default) in one forward. On CPU
     # small batches are fastest per frame: the activations of 8 frames stay in cache, those of 48
     # do not (ResNet-50 bf16 here: 8 frames up to 1.75x faster per frame than 48, benchmarks/README.md).
     max_batch = 256 if device.startswith("cuda") else 8
+    if resolve_engine(engine, device, precision, compile, fold) == "openvino":
+        from videonet.curation.judge.openvino_engine import OpenVINOModel
+
+        return Classifier(OpenVINOModel(model, mean, std, precision, torch.get_num_threads()), mean, std,
+                          device, precision, max_batch, engine="openvino")
+    if fold:
+        model = fold_batchnorm(model)
+    model = model.to(device).to(memory_format=torch.channels_last)
     # fp16 on CPU stays on autocast: the fused oneDNN path is built and tested for fp32 and bf16 only.
     baked = fold and not compile and device == "cpu" and precision in ("fp32", "bf16")
     if compile:
