@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,33 @@ def test_cli_draws_grid_and_scores_alignment(tmp_path: Path) -> None:
     assert np.asarray(grid.convert("L")).std() > 10  # not a blank canvas
     record = json.loads((tmp_path / "res" / "run__clickme__agree.json").read_text())
     assert record["metrics"]["spearman"] == pytest.approx(1.0, abs=1e-3) and record["metrics"]["images"] == 3
-    assert attention_maps.human_alignment(model, pool, tmp_path / "disagree", 96)["spearman"] == pytest.approx(-1.0, abs=1e-3)
+    # Divided by the ClickMe inter-rater ceiling of the harmonization code.
+    assert record["metrics"]["spearman_ceiled"] == pytest.approx(1.0 / 0.65753, abs=2e-3)
+    disagree = attention_maps.human_alignment(partial(attention_maps.attention_map, model, pool), tmp_path / "disagree", 96)
+    assert disagree["spearman"] == pytest.approx(-1.0, abs=1e-3)
+
+
+def test_gradient_saliency_for_any_resnet_is_scored_against_clickme(tmp_path: Path) -> None:
+    photos = write_photos(tmp_path / "photos")
+    model = load_backbone("random", arch="resnet18").model
+    # The saliency of a pooled-norm score is |d score / d pixel| max over colour: compare with autograd by hand.
+    image = normalize()(to_tensor(attention_maps.view_transform(64)(Image.open(photos[0]).convert("RGB"))))
+    x = image[None].clone().requires_grad_(True)
+    model.eval()(x).norm().backward()  # resnet's fc is the identity: the output is the pooled layer4 feature
+    torch.testing.assert_close(attention_maps.gradient_saliency(model, image), x.grad[0].abs().amax(dim=0))
+    (tmp_path / "clickme" / "maps").mkdir(parents=True)
+    (tmp_path / "clickme" / "images").symlink_to(tmp_path / "photos")
+    view = attention_maps.view_transform(64)
+    for p in photos:
+        img = normalize()(to_tensor(view(Image.open(p).convert("RGB"))))
+        np.save(tmp_path / "clickme" / "maps" / f"{p.stem}.npy", attention_maps.gradient_saliency(model, img).numpy())
+    result = CliRunner().invoke(app, ["eval", "attention", "random", str(tmp_path / "photos"), "--method", "gradient",
+                                      "--arch", "resnet18", "--size", "64", "--out", str(tmp_path / "grid.png"),
+                                      "--saliency-dir", str(tmp_path / "clickme"), "--results-dir", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    record = json.loads((tmp_path / "res" / "random__clickme-gradient__clickme.json").read_text())
+    assert record["metrics"]["spearman"] == pytest.approx(1.0, abs=1e-3)
+    assert record["metrics"]["spearman_ceiled"] == pytest.approx(record["metrics"]["spearman"] / 0.65753)
 
 
 def test_missing_or_average_attention_is_one_line(tmp_path: Path) -> None:
@@ -87,6 +114,7 @@ def test_missing_or_average_attention_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code != 0 and str(result.exception).startswith("no attention.pt at")
     result = CliRunner().invoke(app, ["eval", "attention", "random", str(tmp_path)])
     assert result.exit_code != 0 and str(result.exception).startswith("no attention.pt for random")
+    assert "--method gradient" in str(result.exception)
     avg = write_run(tmp_path / "avg", pooling="avg")
     result = CliRunner().invoke(app, ["eval", "attention", str(avg), str(tmp_path)])
     assert result.exit_code != 0 and "average pooling" in str(result.exception)

@@ -11,9 +11,11 @@ import torch
 from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.evaluation.attention_maps import rankdata, spearman
 from videonet.evaluation.davis_metrics import (
+    ObjectScores,
     boundary_map,
     boundary_measure,
     boundary_tolerance_px,
+    db_statistics,
     dilate_disk,
     region_similarity,
     score_sequence,
@@ -86,21 +88,38 @@ def test_boundary_measure_hand_computed() -> None:
     assert boundary_measure(empty, empty) == 1.0
 
 
-def test_sequence_scores_skip_first_and_last_frame_and_ignore_void() -> None:
+def test_sequence_scores_skip_first_and_last_frame_and_score_void_as_the_toolkit() -> None:
     gt = np.zeros((10, 10), np.uint8)
     gt[2:6, 2:6] = 1
     shifted = np.zeros_like(gt)
     shifted[2:6, 3:7] = 1
     wrong_last = np.zeros_like(gt)  # would drag the mean down if the last frame were scored
     with_void = gt.copy()
-    with_void[2:6, [2, 6]] = 255  # the two columns where gt and prediction differ are void: J = 1
+    with_void[2:6, [2, 6]] = 255  # the two columns where gt and prediction differ are void
     gts = [gt, gt, with_void, gt]
     preds = [gt, shifted, shifted, wrong_last]
+    # Official semi-supervised scoring: void is background, so the object is columns 3-5 (12 px)
+    # against the prediction's columns 3-6 (16 px): J = 12/16. Frame 1: 12 shared of 20 px.
     (obj,) = score_sequence("seq", gts, preds, [1])
-    assert obj.j == pytest.approx([0.6, 1.0])
+    assert obj.j == pytest.approx([0.6, 0.75])
     means = summarize([obj])
-    assert means["J_mean"] == pytest.approx(0.8)
+    assert means["J_mean"] == pytest.approx(0.675)
     assert means["JF_mean"] == pytest.approx((means["J_mean"] + means["F_mean"]) / 2)
+    # Ignoring void instead removes both differing columns: J = 1 on frame 2.
+    (ignored,) = score_sequence("seq", gts, preds, [1], void="ignore")
+    assert ignored.j == pytest.approx([0.6, 1.0])
+
+
+def test_recall_and_decay_as_the_davis_toolkit() -> None:
+    # 8 frames: bin edges round(linspace(1, 8, 5) + 1e-10) - 1 = [0, 2, 4, 5, 7]; first bin frames
+    # 0-2, last bin frames 5-7. Decay = mean(1, 1, .9) - mean(.4, .3, .2); recall = 5 of 8 above 0.5.
+    values = [1.0, 1.0, 0.9, 0.8, 0.6, 0.4, 0.3, 0.2]
+    mean, recall, decay = db_statistics(values)
+    assert mean == pytest.approx(5.2 / 8) and recall == pytest.approx(5 / 8)
+    assert decay == pytest.approx(2.9 / 3 - 0.3)
+    stats = summarize([ObjectScores("s", 1, values, [1.0] * 8), ObjectScores("s", 2, [0.0] * 8, [1.0] * 8)])
+    assert stats["J_recall"] == pytest.approx(5 / 16) and stats["J_decay"] == pytest.approx((2.9 / 3 - 0.3) / 2)
+    assert stats["F_mean"] == 1.0 and stats["F_decay"] == 0.0
 
 
 def test_knn_votes_are_exp_cosine_over_temperature() -> None:

@@ -14,7 +14,16 @@ from typer.testing import CliRunner
 
 from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.cli import app
-from videonet.evaluation.ucf101 import POOLINGS, ClipClassifier, ClipConfig, clip_indices, decode_video, read_split
+from videonet.evaluation.ucf101 import (
+    POOLINGS,
+    ClipClassifier,
+    ClipConfig,
+    TrainConfig,
+    clip_indices,
+    decode_video,
+    read_split,
+)
+from videonet.torch_utils import forward_stages
 
 FPS = 25
 
@@ -75,10 +84,44 @@ def test_pooling_heads_train_end_to_end(pooling: str) -> None:
     assert logits.shape == (2, 5)
     logits.sum().backward()
     assert model.backbone.conv1.weight.grad is not None  # finetuned, not frozen
-    expected_dim = 256 + 512 if pooling == "multiscale" else 512
+    # resnet18: layer3 256-d, layer4 512-d. The paper's multiscale head: layer3 twice (two halves) + layer4.
+    expected_dim = {"avg": 512, "multiscale": 2 * 256 + 512, "temporal-attention": 256 + 512,
+                    "multiscale-concat": 256 + 512, "temporal-attention-linear": 512}[pooling]
     assert model.head.in_features == expected_dim
-    if pooling == "temporal-attention":
+    if pooling == "temporal-attention-linear":
         assert model.time_score.weight.grad is not None
+    if pooling == "temporal-attention":
+        assert all(isinstance(a.score[1], torch.nn.Tanh) and a.score[0].weight.grad is not None for a in model.attention)
+
+
+def test_multiscale_pools_layer3_over_each_half_of_the_clip() -> None:
+    torch.manual_seed(0)
+    model = ClipClassifier(models.resnet18(), num_classes=2, pooling="multiscale").eval()
+    captured = {}
+    model.head.register_forward_hook(lambda mod, inp, out: captured.setdefault("x", inp[0]))
+    clips = torch.randn(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        model(clips)
+        layer3 = forward_stages(model.backbone, clips[0], ["layer3"])["layer3"].mean(dim=(2, 3))  # (4 frames, 256)
+    torch.testing.assert_close(captured["x"][0, :256], layer3[:2].mean(dim=0))  # frames 0-1: the first second
+    torch.testing.assert_close(captured["x"][0, 256:512], layer3[2:].mean(dim=0))  # frames 2-3: the second
+
+
+def test_paper_schedule_is_adam_with_drops_at_6_10_14() -> None:
+    config = TrainConfig.for_schedule("paper")
+    assert (config.epochs, config.lr) == (16, 1e-4)
+    opt, sched, per_step = config.optimizer([torch.nn.Parameter(torch.zeros(1))], steps_per_epoch=5)
+    assert isinstance(opt, torch.optim.Adam) and not per_step
+    lrs = []
+    for _ in range(16):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:6] == [1e-4] * 6 and lrs[6:10] == pytest.approx([1e-5] * 4)
+    assert lrs[10:14] == pytest.approx([1e-6] * 4) and lrs[14:] == pytest.approx([1e-7] * 2)
+    old = TrainConfig.for_schedule("sgd-cosine", epochs=2)
+    assert (old.epochs, old.lr, old.weight_decay) == (2, 0.01, 1e-4)
+    assert isinstance(old.optimizer([torch.nn.Parameter(torch.zeros(1))], 5)[0], torch.optim.SGD)
 
 
 def write_ucf(root: Path) -> Path:
@@ -107,12 +150,13 @@ def write_ucf(root: Path) -> Path:
 def test_cli_ucf101_finetunes_and_records_top1(tmp_path: Path) -> None:
     root = write_ucf(tmp_path / "ucf")
     args = ["eval", "ucf101", "random", str(root), "--arch", "resnet18", "--pooling", "temporal-attention",
-            "--epochs", "2", "--batch-size", "2", "--lr", "0.05", "--fps", "4", "--seconds", "1", "--test-clips", "2",
+            "--epochs", "2", "--batch-size", "2", "--fps", "4", "--seconds", "1", "--test-clips", "2",
             "--resize", "32", "--crop-size", "32", "--workers", "0", "--device", "cpu", "--results-dir", str(tmp_path / "res")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + repr(result.exception)
     record = json.loads((tmp_path / "res" / "random__ucf101-temporal-attention__ucf.json").read_text())
     assert record["config"]["fps"] == 4.0 and record["config"]["test_clips"] == 2
+    assert record["config"]["schedule"] == "paper" and record["config"]["lr"] == 1e-4
     # Video-level accuracy over the 2 test videos (a few steps from random init cannot promise more).
     assert record["config"]["test_videos"] == 2 and record["metrics"]["top1"] in (0.0, 0.5, 1.0)
 

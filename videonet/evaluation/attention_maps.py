@@ -1,19 +1,28 @@
-"""Draw VITO's learned attention masks over images, and score them against human saliency (ClickMe).
+"""Draw VITO's learned attention masks (or any ResNet's gradient saliency) over images, and score them against ClickMe.
 
 ``attention.pt`` is the trainer's export (:meth:`videonet.vito.model.MultiScalePooling.export`):
 one softmax-over-space mask per scale (layer3 and layer4). The displayed mask is the mean of the
 scales after each is upsampled to the image and multiplied by its number of positions, so that a
 uniform mask is 1 at every scale and the finer scale is not drowned out by its smaller weights.
 
+Models without attention pooling (supervised or MoCLR ResNets, ``random``) are drawn and scored by
+gradient saliency instead: the absolute gradient of a score with respect to the input pixels, max
+over colour channels (xplique's ``Saliency``, the explainer the harmonization code uses). The score
+is the top logit of the ``eval linear`` probe when one is given, else the norm of the pooled
+``layer4`` features (label-free, so any checkpoint can be scored).
+
 Human alignment follows the ClickMe protocol of Fel et al. (2022) as used by VITO: the Spearman
-rank correlation between the model's map and the human importance map of the same image, averaged
-over images (the raw correlation; dividing by the human inter-rater ceiling is left to the reader).
+rank correlation between the model's map and the human importance map of the same image,
+averaged over images (``spearman``), and that mean divided by the human inter-rater ceiling
+(``spearman_ceiled``), as serre-lab/harmonization's ``evaluate_clickme`` computes its
+``alignment_score`` (``HUMAN_SPEARMAN_CEILING = 0.65753`` in ``harmonization/evaluation/klickme.py``).
 Layout of a saliency dir: ``images/<name>.<jpg|png>`` and ``maps/<name>.<png|npy>`` (same stem).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -27,6 +36,11 @@ from videonet.evaluation.features import normalize
 from videonet.torch_utils import forward_stages, load_torch
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+HUMAN_SPEARMAN_CEILING = 0.65753  # ClickMe inter-rater Spearman (serre-lab/harmonization, klickme.py)
+METHODS = ("attention", "gradient")
+
+# A normalised image (3, H, W) -> an importance map (H, W) of the same size.
+MapFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def load_attention(path: Path):
@@ -62,6 +76,18 @@ def attention_map(model: torch.nn.Module, pool, image: torch.Tensor) -> torch.Te
     return torch.stack(scaled).mean(dim=0)
 
 
+def gradient_saliency(model: torch.nn.Module, image: torch.Tensor, head=None) -> torch.Tensor:
+    """(H, W) max over channels of |d score / d pixel|; score = the probe's top logit, or the pooled feature norm.
+
+    ``head`` is a :class:`~videonet.evaluation.linear.LinearHead` (or None).
+    """
+    x = image[None].clone().requires_grad_(True)
+    pooled = forward_stages(model.eval(), x, ["layer4"])["layer4"].mean(dim=(2, 3))
+    score = head.linear((pooled - head.mean) / head.std).max() if head is not None else pooled.norm()
+    (grad,) = torch.autograd.grad(score, x)
+    return grad[0].abs().amax(dim=0)
+
+
 def list_images(paths: list[Path]) -> list[Path]:
     """Image files given directly or found (non-recursively, sorted) in given directories."""
     found = []
@@ -77,8 +103,8 @@ def list_images(paths: list[Path]) -> list[Path]:
     return found
 
 
-def draw_grid(model: torch.nn.Module, pool, images: list[Path], out: Path, size: int = 224, columns: int = 4) -> Path:
-    """Write a PNG grid of the images with their attention masks overlaid (jet, half transparent)."""
+def draw_grid(map_fn: MapFn, images: list[Path], out: Path, size: int = 224, columns: int = 4) -> Path:
+    """Write a PNG grid of the images with their maps (attention or saliency) overlaid (jet, half transparent)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,7 +118,7 @@ def draw_grid(model: torch.nn.Module, pool, images: list[Path], out: Path, size:
         ax.axis("off")
     for ax, path in tqdm(list(zip(axes.flat, images)), desc="attention", unit="img"):
         rgb = view(Image.open(path).convert("RGB"))
-        mask = attention_map(model, pool, normalize()(transforms.functional.to_tensor(rgb))).numpy()
+        mask = map_fn(normalize()(transforms.functional.to_tensor(rgb))).detach().numpy()
         ax.imshow(rgb)
         ax.imshow(mask, cmap="jet", alpha=0.5)
         ax.set_title(path.stem, fontsize=8)
@@ -128,8 +154,8 @@ def read_human_map(path: Path) -> Image.Image:
     return Image.fromarray(np.asarray(array, dtype=np.float32), mode="F")
 
 
-def human_alignment(model: torch.nn.Module, pool, saliency_dir: Path, size: int = 224) -> dict[str, float]:
-    """Mean Spearman correlation between model attention and human maps over the saliency dir."""
+def human_alignment(map_fn: MapFn, saliency_dir: Path, size: int = 224) -> dict[str, float]:
+    """Mean Spearman correlation between the model's maps and human maps, raw and divided by the human ceiling."""
     images = list_images([saliency_dir / "images"]) if (saliency_dir / "images").is_dir() else []
     maps = {p.stem: p for p in (saliency_dir / "maps").glob("*")} if (saliency_dir / "maps").is_dir() else {}
     pairs = [(img, maps[img.stem]) for img in images if img.stem in maps]
@@ -140,5 +166,6 @@ def human_alignment(model: torch.nn.Module, pool, saliency_dir: Path, size: int 
     for image_path, map_path in tqdm(pairs, desc="clickme", unit="img"):
         image = normalize()(transforms.functional.to_tensor(view(Image.open(image_path).convert("RGB"))))
         human = np.asarray(view(read_human_map(map_path)))
-        scores.append(spearman(attention_map(model, pool, image).numpy(), human))
-    return {"spearman": float(np.mean(scores)), "images": float(len(scores))}
+        scores.append(spearman(map_fn(image).detach().numpy(), human))
+    mean = float(np.mean(scores))
+    return {"spearman": mean, "spearman_ceiled": mean / HUMAN_SPEARMAN_CEILING, "images": float(len(scores))}

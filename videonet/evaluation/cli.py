@@ -94,6 +94,10 @@ def linear_cmd(
     epochs: int = typer.Option(100, help="Epochs over the cached features per fit."),
     probe_batch_size: int = typer.Option(256, help="Batch size of the linear classifier's SGD."),
     holdout: float = typer.Option(0.2, help="Fraction of train/ held out to choose the learning rate."),
+    save_head: Optional[Path] = typer.Option(
+        None, help="Where the trained probe goes (default RESULTS_DIR/linear-heads/<name>.pt); the robustness and "
+        "model-vs-human evals read it with --head."
+    ),
     crop_size: int = typer.Option(224, help="Centre crop after resizing the short side to crop*256/224."),
     batch_size: int = typer.Option(64, help="Batch size of feature extraction."),
     workers: int = typer.Option(4, help="DataLoader worker processes."),
@@ -103,7 +107,7 @@ def linear_cmd(
     device: str = DEVICE,
     seed: int = SEED,
 ) -> None:
-    """Linear probe top-1 on frozen features (SGD, Nesterov 0.9, no weight decay, lr chosen on held-out train)."""
+    """Linear probe top-1 on frozen features (SGD, Nesterov 0.9, no weight decay, lr chosen on held-out train); saves the probe."""
     from videonet.evaluation.linear import linear_probe
 
     try:
@@ -112,8 +116,10 @@ def linear_cmd(
         raise UserError(f"--lrs must be comma-separated numbers, not {lrs!r}") from exc
     loaded, label, train, val = _frozen_features(checkpoint, arch, seed, name, data_dir, crop_size, batch_size, workers, device)
     res = linear_probe(train.features, train.labels, val.features, val.labels, len(train.classes),
-                       lr_grid, epochs, probe_batch_size, holdout, seed)
-    config = {"lrs": list(lr_grid), "best_lr": res.best_lr, "sweep": res.sweep, "epochs": epochs, "crop_size": crop_size}
+                       lr_grid, epochs, probe_batch_size, holdout, seed, train.classes)
+    head_path = res.head.save(save_head or results_dir / "linear-heads" / f"{label}.pt")
+    config = {"lrs": list(lr_grid), "best_lr": res.best_lr, "sweep": res.sweep, "epochs": epochs, "crop_size": crop_size,
+              "head": str(head_path)}
     _save("linear", loaded, label, data_dir, {"top1": res.top1}, config, results_dir)
 
 
@@ -128,15 +134,17 @@ def davis_cmd(
     masks_dir: Optional[Path] = typer.Option(None, help="Where to write the propagated palette PNGs (default RESULTS_DIR/davis-masks/<name>)."),
     n_context: int = typer.Option(20, help="Previous frames used as keys (besides the first)."),
     topk: int = typer.Option(10, help="Neighbours each position takes labels from."),
-    radius: float = typer.Option(12.0, help="Spatial radius in feature cells (stride 8)."),
-    temperature: float = typer.Option(0.05, help="Softmax temperature on affinities."),
+    radius: float = typer.Option(18.0, help="Spatial radius in feature cells (stride 8); VFS R50: 36 // 2 (CRW/R18: 12)."),
+    temperature: float = typer.Option(0.07, help="Softmax temperature on affinities; VFS R50: 0.07 (CRW: 0.05)."),
+    void: str = typer.Option("background", help="Ground-truth void (255) pixels: 'background' (the official "
+                             "semi-supervised scoring) or 'ignore'."),
     arch: Optional[str] = ARCH,
     name: Optional[str] = NAME,
     results_dir: Path = RESULTS,
     device: str = DEVICE,
     seed: int = SEED,
 ) -> None:
-    """Video object segmentation by label propagation with stride-8 res4 features; reports J, F, J&F means."""
+    """Video object segmentation by label propagation with stride-8 res4 features; J and F mean, recall, decay, J&F."""
     from videonet.evaluation import davis
     from videonet.torch_utils import torch_device
 
@@ -145,11 +153,11 @@ def davis_cmd(
     out = masks_dir or results_dir / "davis-masks" / label
     feature_fn = davis.backbone_feature_fn(loaded.model, torch_device(device))
     chosen = sequences.split(",") if sequences else None
-    metrics, scores = davis.evaluate(davis_dir, feature_fn, out, split, config, chosen)
+    metrics, scores = davis.evaluate(davis_dir, feature_fn, out, split, config, chosen, void)
     if not metrics:
         typer.echo(f"{split}: no sequence has every frame annotated; masks written to {out} (nothing scored)")
         return
-    cfg = {"split": split, "objects": len(scores), "masks": str(out), **config.__dict__}
+    cfg = {"split": split, "objects": len(scores), "masks": str(out), "void": void, **config.__dict__}
     _save("davis", loaded, label, davis_dir, metrics, cfg, results_dir)
 
 
@@ -160,10 +168,12 @@ def ucf101_cmd(
         ..., help="Root with UCF-101/<Class>/v_*.avi and ucfTrainTestlist/{classInd,trainlist0N,testlist0N}.txt."
     ),
     split: int = typer.Option(1, help="Official split 1, 2 or 3."),
-    pooling: str = typer.Option("avg", help="avg | multiscale | temporal-attention."),
-    epochs: int = typer.Option(8),
-    lr: float = typer.Option(0.01),
-    weight_decay: float = typer.Option(1e-4),
+    pooling: str = typer.Option("multiscale", help="multiscale | temporal-attention (the paper's heads) | avg | "
+                                "multiscale-concat | temporal-attention-linear (earlier variants)."),
+    schedule: str = typer.Option("paper", help="paper (Adam, lr x0.1 after epochs 6, 10, 14) | sgd-cosine (earlier)."),
+    epochs: Optional[int] = typer.Option(None, help="Default: paper 16, sgd-cosine 8."),
+    lr: Optional[float] = typer.Option(None, help="Default: paper 1e-4, sgd-cosine 0.01."),
+    weight_decay: Optional[float] = typer.Option(None, help="Default: paper 0, sgd-cosine 1e-4."),
     batch_size: int = typer.Option(8, help="Clips per step."),
     fps: float = typer.Option(12.0, help="Clip frame rate."),
     seconds: float = typer.Option(2.0, help="Clip length."),
@@ -177,13 +187,14 @@ def ucf101_cmd(
     device: str = DEVICE,
     seed: int = SEED,
 ) -> None:
-    """Finetune end to end on 2 s / 12 fps clips and report video top-1 (10 clips averaged)."""
+    """Finetune end to end on 2 s / 12 fps clips (the paper's head and schedule) and report video top-1 (10 clips averaged)."""
     from videonet.evaluation import ucf101
     from videonet.torch_utils import torch_device
 
     loaded, label = _load(checkpoint, arch, seed, name)
     clip = ucf101.ClipConfig(fps=fps, seconds=seconds, resize=resize, crop=crop_size, test_clips=test_clips)
-    train = ucf101.TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, workers=workers, seed=seed)
+    train = ucf101.TrainConfig.for_schedule(schedule, epochs=epochs, batch_size=batch_size, lr=lr,
+                                            weight_decay=weight_decay, workers=workers, seed=seed)
     metrics, n_test = ucf101.evaluate(ucf_dir, loaded.model, pooling, torch_device(device), split, clip, train)
     config = {"split": split, "pooling": pooling, "test_videos": n_test, **clip.__dict__, **train.__dict__}
     _save(f"ucf101-{pooling}", loaded, label, ucf_dir, metrics, config, results_dir)
@@ -193,9 +204,13 @@ def ucf101_cmd(
 def attention_cmd(
     checkpoint: str = CHECKPOINT,
     images: list[Path] = typer.Argument(..., help="Image files and/or folders of images to draw."),
+    method: str = typer.Option("attention", help="attention (VITO's attention pooling, needs attention.pt) | gradient "
+                               "(|d score / d pixel|, max over colour; any ResNet)."),
     attention: Optional[Path] = typer.Option(None, help="attention.pt (default: CHECKPOINT/attention.pt for a run dir)."),
+    head: Optional[Path] = typer.Option(None, help="gradient: a probe from `eval linear`; the score is its top logit "
+                                        "(default: the norm of the pooled layer4 features)."),
     out: Path = typer.Option(Path("runs/eval/attention.png"), help="PNG grid to write."),
-    saliency_dir: Optional[Path] = typer.Option(None, help="ClickMe-style dir (images/<name>.jpg, maps/<name>.png|npy): report Spearman alignment."),
+    saliency_dir: Optional[Path] = typer.Option(None, help="ClickMe-style dir (images/<name>.jpg, maps/<name>.png|npy): report Spearman alignment, raw and ceiled."),
     size: int = typer.Option(224, help="Images are resized (short side) and centre-cropped to this size."),
     columns: int = typer.Option(4, help="Grid columns."),
     arch: Optional[str] = ARCH,
@@ -203,22 +218,125 @@ def attention_cmd(
     results_dir: Path = RESULTS,
     seed: int = SEED,
 ) -> None:
-    """Overlay the learned attention masks (mean of both scales) on images; optionally score human alignment."""
+    """Overlay attention masks (mean of both scales) or gradient saliency on images; optionally score human alignment."""
+    from functools import partial
+
     from videonet.evaluation import attention_maps
 
-    ckpt = Path(checkpoint)
-    if attention is None and not ckpt.exists():
-        raise UserError(f"no attention.pt for {checkpoint}: only VITO runs have one; pass --attention PATH")
-    path = attention or (ckpt if ckpt.is_dir() else ckpt.parent) / "attention.pt"
-    pool = attention_maps.load_attention(path)
-    loaded, label = _load(checkpoint, arch, seed, name)
-    if pool.dims[-1] != loaded.feature_dim:
-        raise UserError(f"{path} was trained on {pool.dims[-1]}-d features but the backbone has {loaded.feature_dim}")
-    grid = attention_maps.draw_grid(loaded.model, pool, attention_maps.list_images(images), out, size, columns)
+    if method not in attention_maps.METHODS:
+        raise UserError(f"--method must be one of {', '.join(attention_maps.METHODS)}, not {method!r}")
+    if method == "attention":
+        ckpt = Path(checkpoint)
+        if attention is None and not ckpt.exists():
+            raise UserError(f"no attention.pt for {checkpoint}: only VITO runs have one; pass --attention PATH "
+                            "or use --method gradient")
+        path = attention or (ckpt if ckpt.is_dir() else ckpt.parent) / "attention.pt"
+        pool = attention_maps.load_attention(path)
+        loaded, label = _load(checkpoint, arch, seed, name)
+        if pool.dims[-1] != loaded.feature_dim:
+            raise UserError(f"{path} was trained on {pool.dims[-1]}-d features but the backbone has {loaded.feature_dim}")
+        map_fn = partial(attention_maps.attention_map, loaded.model, pool)
+        source = {"attention": str(path)}
+    else:
+        loaded, label = _load(checkpoint, arch, seed, name)
+        probe = _head(head, loaded) if head is not None else None
+        map_fn = partial(attention_maps.gradient_saliency, loaded.model, head=probe)
+        source = {"head": str(head) if head else None}
+    grid = attention_maps.draw_grid(map_fn, attention_maps.list_images(images), out, size, columns)
     typer.echo(f"wrote {grid}")
     if saliency_dir is not None:
-        metrics = attention_maps.human_alignment(loaded.model, pool, saliency_dir, size)
-        _save("clickme", loaded, label, saliency_dir, metrics, {"size": size, "attention": str(path)}, results_dir)
+        metrics = attention_maps.human_alignment(map_fn, saliency_dir, size)
+        eval_name = "clickme" if method == "attention" else "clickme-gradient"
+        _save(eval_name, loaded, label, saliency_dir, metrics, {"size": size, "method": method, **source}, results_dir)
+
+
+def _head(path: Path, loaded):
+    """The ``eval linear`` probe at ``path``, checked against the backbone's feature width."""
+    from videonet.evaluation.linear import LinearHead
+
+    return LinearHead.load(path, loaded.feature_dim)
+
+
+HEAD = typer.Option(..., help="The probe saved by `videonet eval linear` (RESULTS_DIR/linear-heads/<name>.pt), trained on "
+                    "ImageNet's wnid folders.")
+CROP = typer.Option(224, help="Centre crop after resizing the short side to crop*256/224 (as the probe was trained).")
+BATCH = typer.Option(64, help="Batch size of feature extraction.")
+
+
+def _robustness(kind: str, checkpoint: str, data_dir: Path, head: Path, crop_size: int, batch_size: int,
+                workers: int, arch: Optional[str], name: Optional[str], results_dir: Path, device: str, seed: int) -> None:
+    """Load the backbone and probe, run one robustness test set, record it (3DCC also gets its plot)."""
+    from videonet.evaluation import robustness
+    from videonet.torch_utils import torch_device
+
+    loaded, label = _load(checkpoint, arch, seed, name)
+    probe, dev = _head(head, loaded), torch_device(device)
+    config = {"head": str(head), "crop_size": crop_size}
+    if kind == "imagenet-3dcc":
+        metrics, table = robustness.imagenet_3dcc(data_dir, loaded.model, probe, dev, crop_size, batch_size, workers)
+        plot = robustness.plot_by_severity(table, results_dir / f"imagenet-3dcc-{label}.png", f"ImageNet-3DCC: {label}")
+        config |= {"plot": str(plot), "by_severity": table}
+        typer.echo(f"wrote {plot}")
+    else:
+        run = robustness.imagenet_a if kind == "imagenet-a" else robustness.imagenet_vid_robust
+        metrics = run(data_dir, loaded.model, probe, dev, crop_size, batch_size, workers)
+    _save(kind, loaded, label, data_dir, metrics, config, results_dir)
+
+
+ROBUSTNESS = {
+    "imagenet-a": ("ImageNet-A as unpacked: DATA_DIR/<wnid>/*.jpg (200 wnids).",
+                   "ImageNet-A top-1 of the frozen backbone + linear probe, logits restricted to its 200 classes."),
+    "imagenet-vid": ("imagenet-vid-robust/ as unpacked: val/, metadata/{labels,pmsets}.json, "
+                     "misc/{imagenet_vid_class_index,rev_wnid_map}.json.",
+                     "ImageNet-Vid-Robust pm-0 (anchor accuracy) and pm-10 (anchor and its +-10 frames all correct)."),
+    "imagenet-3dcc": ("ImageNet-3DCC: DATA_DIR/<corruption>/<severity>/<wnid>/*.JPEG.",
+                      "ImageNet-3DCC top-1 by corruption and severity; plots accuracy by severity "
+                      "(RESULTS_DIR/imagenet-3dcc-<name>.png)."),
+}
+
+
+def _register_robustness(kind: str, data_help: str, doc: str) -> None:
+    """One `eval <kind>` command per robustness test set: the same options, a different reader."""
+
+    def command(
+        checkpoint: str = CHECKPOINT,
+        data_dir: Path = typer.Argument(..., help=data_help),
+        head: Path = HEAD, crop_size: int = CROP, batch_size: int = BATCH, workers: int = typer.Option(4),
+        arch: Optional[str] = ARCH, name: Optional[str] = NAME, results_dir: Path = RESULTS, device: str = DEVICE,
+        seed: int = SEED,
+    ) -> None:
+        _robustness(kind, checkpoint, data_dir, head, crop_size, batch_size, workers, arch, name, results_dir, device, seed)
+
+    command.__doc__ = doc
+    app.command(kind)(command)
+
+
+for _kind, (_data_help, _doc) in ROBUSTNESS.items():
+    _register_robustness(_kind, _data_help, _doc)
+
+
+@app.command("model-vs-human")
+def model_vs_human_cmd(
+    checkpoint: str = CHECKPOINT,
+    mvh_dir: Path = typer.Argument(..., help="A model-vs-human checkout with datasets/<name>/ downloaded and raw-data/<name>/*.csv."),
+    datasets: str = typer.Option(",".join(("edge", "cue-conflict", "low-pass", "uniform-noise")),
+                                 help="Comma-separated model-vs-human datasets."),
+    head: Path = HEAD, crop_size: int = CROP, batch_size: int = BATCH, workers: int = typer.Option(4),
+    arch: Optional[str] = ARCH, name: Optional[str] = NAME, results_dir: Path = RESULTS, device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """16-class accuracy, accuracy difference, observed and (ceiled) error consistency with human subjects."""
+    from videonet.evaluation import human
+    from videonet.torch_utils import torch_device
+
+    chosen = tuple(d for d in datasets.split(",") if d)
+    unknown = sorted(set(chosen) - set(human.SHAPE_BIAS_DATASETS))
+    if unknown or not chosen:
+        raise UserError(f"--datasets: {', '.join(unknown) or 'none given'}; choose from {', '.join(human.SHAPE_BIAS_DATASETS)}")
+    loaded, label = _load(checkpoint, arch, seed, name)
+    metrics = human.model_vs_human(mvh_dir, loaded.model, _head(head, loaded), torch_device(device), chosen,
+                                   crop_size, batch_size, workers)
+    _save("model-vs-human", loaded, label, mvh_dir, metrics, {"head": str(head), "datasets": list(chosen)}, results_dir)
 
 
 STEPS = typer.Option(None, help="Stop after this many steps (smoke runs); the learning-rate schedule spans them.")
@@ -303,8 +421,11 @@ def detect_cmd(
 def paper_cmd(
     checkpoint: str = CHECKPOINT,
     data_root: Path = typer.Option(
-        ..., help="Folder with any of pascal/, ade20k/, coco/, lvis/, davis/, ucf101/ (each in its command's layout)."
+        ..., help="Folder with any of pascal/, ade20k/, coco/, lvis/, davis/, ucf101/, imagenet-a/, "
+        "imagenet-vid-robust/ (each in its command's layout)."
     ),
+    linear_head: Optional[Path] = typer.Option(None, help="Probe of `eval linear` (needed by imagenet-a/ and "
+                                               "imagenet-vid-robust/)."),
     out: Optional[Path] = typer.Option(None, help="Where paper.md and paper_*.csv go (default RESULTS_DIR)."),
     steps: Optional[int] = STEPS,
     epochs: Optional[int] = typer.Option(None, help="Override every fine-tuning's epochs (default: each protocol's)."),
@@ -327,7 +448,8 @@ def paper_cmd(
     where = ranks(device)
     loaded, label = _load(checkpoint, arch, seed, name)
     opts = paper.PaperOptions(arch=loaded.arch, seed=seed, workers=workers, max_steps=steps, epochs=epochs,
-                              batch_size=batch_size, crop_size=crop_size, min_size=min_size, max_size=max_size)
+                              batch_size=batch_size, crop_size=crop_size, min_size=min_size, max_size=max_size,
+                              linear_head=linear_head)
     results = paper.run_paper(loaded, data_root, label, opts, where)
     if where.main:
         for result in results:

@@ -37,12 +37,20 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class PropagationConfig:
-    """Hyper-parameters of the CRW/VFS label propagation (their DAVIS defaults)."""
+    """Hyper-parameters of the label propagation: VFS's ResNet-50 DAVIS test configuration by default.
 
-    n_context: int = 20  # previous frames used as keys, besides the first frame
-    topk: int = 10  # neighbours each query position takes labels from
-    radius: float = 12.0  # keys farther than this (in feature cells) from the query are ignored
-    temperature: float = 0.05  # softmax temperature on cosine affinities
+    Sources: ``test_cfg`` of xvjiarui/VFS ``configs/r50_nc_sgd_cos_100e_r5_1xNx2_k400.py``
+    (``precede_frames=20, topk=10, temperature=0.07, neighbor_range=36, with_first=True,
+    with_first_neighbor=True``) and its tracker (``vanilla_tracker.py``: the spatial mask is
+    ``spatial_neighbor(..., mode='circle')``, i.e. distance < neighbor_range // 2 = 18 cells, applied
+    to the first frame too; the first mask is downsampled by ``pil_nearest_interpolate``). CRW and
+    VFS's ResNet-18 use radius 12 (neighbor_range 24) and CRW temperature 0.05: pass those for R18.
+    """
+
+    n_context: int = 20  # previous frames used as keys, besides the first frame (VFS precede_frames)
+    topk: int = 10  # neighbours each query position takes labels from (VFS topk)
+    radius: float = 18.0  # keys at distance >= radius (feature cells) are ignored (VFS neighbor_range 36 // 2)
+    temperature: float = 0.07  # softmax temperature on cosine affinities (VFS R50 temperature)
     query_chunk: int = 256  # query positions per affinity block, bounds memory only
 
 
@@ -124,9 +132,10 @@ def propagate(
 
     ``features`` yields (C, h, w) maps, the first for the annotated frame (lazily, so a long video
     is never held in memory). Labels travel as soft per-object probabilities at feature resolution
-    (the first mask area-downsampled, later ones the propagated soft labels, as in CRW) and are
-    upsampled bilinearly to the mask size before the argmax. The first frame is a key once; CRW's
-    padding by repeated first frames only duplicates identical affinities.
+    (the first mask downsampled by nearest neighbour with PIL, as VFS's ``pil_nearest_interpolate``;
+    later ones the propagated soft labels) and are upsampled bilinearly to the mask size before the
+    argmax. The first frame is a key once; CRW's padding by repeated first frames only duplicates
+    identical affinities.
     """
     if config.radius <= 0 or config.topk < 1 or config.n_context < 1:
         raise UserError("propagation needs radius > 0, topk >= 1 and n_context >= 1")
@@ -135,9 +144,9 @@ def propagate(
     device = first.device
     # Label value of each channel; background always has one so that an empty first mask still works.
     values = np.setdiff1d(np.union1d([0], np.unique(first_mask)), [VOID]).astype(np.uint8)
-    onehot = torch.from_numpy(first_mask[None] == values[:, None, None]).float().to(device)
     c, h, w = first.shape
-    labels0 = F.interpolate(onehot[None], size=(h, w), mode="area")[0].flatten(1).T  # (hw, K)
+    small = np.asarray(Image.fromarray(first_mask).resize((w, h), Image.NEAREST))
+    labels0 = torch.from_numpy(small[None] == values[:, None, None]).float().to(device).flatten(1).T  # (hw, K)
     keys = [F.normalize(first.flatten(1).float(), dim=0).T]  # each (hw, C)
     labels = [labels0]
     near = _radius_mask(h, w, config.radius, device)
@@ -179,11 +188,14 @@ def evaluate(
     split: str = "val",
     config: PropagationConfig = PropagationConfig(),
     sequences: list[str] | None = None,
+    void: str = "background",
 ) -> tuple[dict[str, float], list[ObjectScores]]:
     """Propagate every sequence of the split, write masks to ``out_dir/<seq>/`` and score J and F.
 
     A sequence is scored only if every frame has an annotation (val), so test-dev runs still write
-    the masks to submit. Returns the dataset means (empty if nothing was scored) and per-object scores.
+    the masks to submit. ``void`` is how ground-truth void pixels are scored (see
+    :mod:`~videonet.evaluation.davis_metrics`). Returns the dataset statistics (mean, recall,
+    decay of J and F; empty if nothing was scored) and per-object scores.
     """
     if not root.is_dir():
         raise UserError(f"DAVIS dir {root} does not exist")
@@ -204,5 +216,5 @@ def evaluate(
         if len(seq.annotations) == len(seq.frames):
             gts = [read_mask(p)[0] for p in seq.annotations]
             object_ids = [int(v) for v in np.unique(first_mask) if v not in (0, VOID)]
-            scores += score_sequence(seq.name, gts, preds, object_ids)
+            scores += score_sequence(seq.name, gts, preds, object_ids, void)
     return (summarize(scores) if scores else {}), scores

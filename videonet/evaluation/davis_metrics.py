@@ -4,6 +4,17 @@ Re-implemented with numpy only (the toolkit needs OpenCV) and kept numerically i
 IoU of two binary masks (1 when both are empty); F is the F-measure of boundary precision/recall
 where a boundary pixel counts as matched if the other boundary lies within a disk of radius
 ceil(0.008 * image diagonal).
+
+Void (255) pixels: the toolkit's semi-supervised evaluation (``davis2017/evaluation.py``) passes
+``void_pixels=None``, and ``DAVIS.get_all_masks`` has already set void to 0, so void counts as
+background there; that is the default here (``void="background"``). ``void="ignore"`` drops void
+pixels from both masks instead (what the toolkit does only for the unsupervised task).
+
+Statistics per object follow ``davis2017/utils.py:db_statistics``: mean, recall = fraction of
+frames above 0.5, decay = mean of the first minus mean of the last of 4 bins of frames, with
+bin edges ``round(linspace(1, n, 5) + 1e-10) - 1`` and bin i spanning frames ids[i]..ids[i+1]
+inclusive. The toolkit casts the edges to uint8 (wrong past 255 frames, which DAVIS never has);
+they are plain ints here.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ import numpy as np
 
 BOUNDARY_TOLERANCE = 0.008
 VOID = 255  # annotation value of pixels nobody labelled
+VOID_MODES = ("background", "ignore")
 
 
 def region_similarity(gt: np.ndarray, pred: np.ndarray) -> float:
@@ -99,17 +111,21 @@ class ObjectScores:
     f: list[float]
 
 
-def score_sequence(name: str, gts: list[np.ndarray], preds: list[np.ndarray], object_ids: list[int]) -> list[ObjectScores]:
+def score_sequence(name: str, gts: list[np.ndarray], preds: list[np.ndarray], object_ids: list[int],
+                   void: str = "background") -> list[ObjectScores]:
     """J and F of every object on every frame except the first (given) and last, as the toolkit does.
 
-    ``gts`` and ``preds`` are label maps (H, W) with 0 as background and 255 as void (ignored in
-    both measures, as in the toolkit). A sequence of two frames or fewer has no scored frames, so
-    all its frames but the first are scored instead.
+    ``gts`` and ``preds`` are label maps (H, W) with 0 as background and 255 as void, which counts
+    as background (``void="background"``, the toolkit's semi-supervised scoring) or is left out of
+    both masks (``void="ignore"``). A sequence of two frames or fewer has no scored frames, so all
+    its frames but the first are scored instead.
     """
+    if void not in VOID_MODES:
+        raise ValueError(f"void must be one of {VOID_MODES}, not {void!r}")
     frames = range(1, len(gts) - 1) if len(gts) > 2 else range(1, len(gts))
     scores = [ObjectScores(name, obj, [], []) for obj in object_ids]
     for t in frames:
-        valid = gts[t] != VOID
+        valid = gts[t] != VOID if void == "ignore" else np.ones(gts[t].shape, dtype=bool)
         for s in scores:
             gt, pred = (gts[t] == s.object_id) & valid, (preds[t] == s.object_id) & valid
             s.j.append(region_similarity(gt, pred))
@@ -117,8 +133,18 @@ def score_sequence(name: str, gts: list[np.ndarray], preds: list[np.ndarray], ob
     return scores
 
 
+def db_statistics(per_frame: list[float]) -> tuple[float, float, float]:
+    """(mean, recall, decay) of one object's per-frame J or F, as the toolkit's ``db_statistics``."""
+    values = np.asarray(per_frame, dtype=float)
+    ids = (np.round(np.linspace(1, len(values), 5) + 1e-10) - 1).astype(int)
+    bins = [values[ids[i] : ids[i + 1] + 1] for i in range(4)]
+    return float(np.mean(values)), float(np.mean(values > 0.5)), float(np.mean(bins[0]) - np.mean(bins[3]))
+
+
 def summarize(scores: list[ObjectScores]) -> dict[str, float]:
-    """Dataset means as the DAVIS-2017 leaderboard reports them: per-object frame means, averaged over objects."""
-    j_mean = float(np.mean([np.mean(s.j) for s in scores]))
-    f_mean = float(np.mean([np.mean(s.f) for s in scores]))
-    return {"J_mean": j_mean, "F_mean": f_mean, "JF_mean": (j_mean + f_mean) / 2}
+    """Dataset statistics as the DAVIS-2017 toolkit reports them: per-object statistics, averaged over objects."""
+    out = {}
+    for measure in ("J", "F"):
+        stats = np.array([db_statistics(getattr(s, measure.lower())) for s in scores])  # (objects, 3)
+        out |= dict(zip((f"{measure}_mean", f"{measure}_recall", f"{measure}_decay"), stats.mean(axis=0).tolist()))
+    return {**out, "JF_mean": (out["J_mean"] + out["F_mean"]) / 2}

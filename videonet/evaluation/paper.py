@@ -7,12 +7,14 @@
     DATA_ROOT/coco     annotations/instances_*2017.json, train2017/, val2017/ -> eval detect --dataset coco
     DATA_ROOT/lvis     lvis_v1_{train,val}.json (images: lvis/ or coco/)      -> eval detect --dataset lvis
     DATA_ROOT/davis    DAVIS-2017 (JPEGImages/480p, Annotations/480p, ...)    -> eval davis
-    DATA_ROOT/ucf101   UCF-101/ and ucfTrainTestlist/                         -> eval ucf101 (avg pooling)
+    DATA_ROOT/ucf101   UCF-101/ and ucfTrainTestlist/                         -> eval ucf101 (paper head and schedule)
+    DATA_ROOT/imagenet-a           <wnid>/*.jpg                               -> eval imagenet-a
+    DATA_ROOT/imagenet-vid-robust  val/, metadata/, misc/                     -> eval imagenet-vid
 
 A missing folder is reported as "no data" (never as 0); a present but broken one stops the run
-before any training with the reader's one-line error. ImageNet-A and ImageNet-Vid are not
-evaluated by this harness yet and show as "not implemented". Each evaluation also writes its
-usual result JSON, so ``eval summary`` sees the same numbers.
+before any training with the reader's one-line error. ImageNet-A and ImageNet-Vid classify with
+the probe of ``eval linear`` (``--linear-head``); their folders without one are an error too.
+Each evaluation also writes its usual result JSON, so ``eval summary`` sees the same numbers.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from videonet.evaluation.backbone import LoadedBackbone, load_backbone
 from videonet.evaluation.finetune import Finetune, Ranks
 from videonet.evaluation.results import EvalResult
 
-NO_DATA, NOT_IMPLEMENTED = "no data", "not implemented"
+NO_DATA = "no data"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class PaperOptions:
     crop_size: int = 512  # segmentation crops
     min_size: int = 800  # detection resize
     max_size: int = 1333
+    linear_head: Path | None = None  # probe of `eval linear`, for ImageNet-A and ImageNet-Vid-Robust
 
 
 @dataclass(frozen=True)
@@ -50,14 +53,14 @@ class Cell:
     """One column of the paper's tables: which evaluation (a DATA_ROOT folder) and which of its metrics."""
 
     title: str
-    folder: str | None  # None: not implemented in this harness
-    metric: str = ""
+    folder: str
+    metric: str
 
 
 TABLE1 = (
     Cell("ADE20K mIoU", "ade20k", "mIoU"), Cell("COCO AP", "coco", "AP"), Cell("DAVIS J&F", "davis", "JF_mean"),
-    Cell("UCF-101 top-1", "ucf101", "top1"), Cell("IN-A top-1", None), Cell("IN-Vid pm0", None),
-    Cell("IN-Vid pm10", None),
+    Cell("UCF-101 top-1", "ucf101", "top1"), Cell("IN-A top-1", "imagenet-a", "top1"),
+    Cell("IN-Vid pm0", "imagenet-vid-robust", "pm0"), Cell("IN-Vid pm10", "imagenet-vid-robust", "pm10"),
 )
 SCENE = (Cell("PASCAL mIoU", "pascal", "mIoU"), Cell("ADE20K mIoU", "ade20k", "mIoU"), Cell("COCO AP", "coco", "AP"),
          Cell("LVIS AP", "lvis", "AP"))
@@ -112,10 +115,23 @@ def _davis(root: Path, checkpoint: str, opts: PaperOptions, where: Ranks) -> tup
 def _ucf101(root: Path, checkpoint: str, opts: PaperOptions, where: Ranks) -> tuple[dict, dict]:
     from videonet.evaluation import ucf101
 
-    train = ucf101.TrainConfig(**({"epochs": opts.epochs} if opts.epochs else {}), workers=opts.workers, seed=opts.seed)
+    train = ucf101.TrainConfig.for_schedule("paper", epochs=opts.epochs, workers=opts.workers, seed=opts.seed)
     loaded = load_backbone(checkpoint, opts.arch, opts.seed)
-    metrics, n_test = ucf101.evaluate(root, loaded.model, "avg", where.device, 1, ucf101.ClipConfig(), train)
-    return metrics, {"pooling": "avg", "test_videos": n_test, **train.__dict__}
+    metrics, n_test = ucf101.evaluate(root, loaded.model, "multiscale", where.device, 1, ucf101.ClipConfig(), train)
+    return metrics, {"pooling": "multiscale", "test_videos": n_test, **train.__dict__}
+
+
+def _robustness(kind: str) -> Callable[[Path, str, PaperOptions, Ranks], tuple[dict, dict]]:
+    def run(root: Path, checkpoint: str, opts: PaperOptions, where: Ranks) -> tuple[dict, dict]:
+        from videonet.evaluation import robustness
+        from videonet.evaluation.linear import LinearHead
+
+        loaded = load_backbone(checkpoint, opts.arch, opts.seed)
+        head = LinearHead.load(opts.linear_head, loaded.feature_dim)
+        test = robustness.imagenet_a if kind == "imagenet-a" else robustness.imagenet_vid_robust
+        return test(root, loaded.model, head, where.device, workers=opts.workers), {"head": str(opts.linear_head)}
+
+    return run
 
 
 # Folder -> (eval name in the result files, runner, whether every rank takes part). Distributed
@@ -126,13 +142,15 @@ EVALS: dict[str, tuple[str, Callable[[Path, str, PaperOptions, Ranks], tuple[dic
     "coco": ("detect-coco", _detect("coco"), True),
     "lvis": ("detect-lvis", _detect("lvis"), True),
     "davis": ("davis", _davis, False),
-    "ucf101": ("ucf101-avg", _ucf101, False),
+    "ucf101": ("ucf101-multiscale", _ucf101, False),
+    "imagenet-a": ("imagenet-a", _robustness("imagenet-a"), False),
+    "imagenet-vid-robust": ("imagenet-vid", _robustness("imagenet-vid"), False),
 }
 
 
-def check_layouts(data_root: Path) -> list[str]:
+def check_layouts(data_root: Path, linear_head: Path | None = None) -> list[str]:
     """The folders present under ``data_root``, each checked by its reader (a broken one is a UserError now)."""
-    from videonet.evaluation import davis, detect, segment, ucf101
+    from videonet.evaluation import davis, detect, robustness, segment, ucf101
 
     if not data_root.is_dir():
         raise UserError(f"--data-root {data_root} does not exist")
@@ -146,8 +164,14 @@ def check_layouts(data_root: Path) -> list[str]:
             detect.annotation_files(root, name)
         elif name == "davis":
             davis.list_sequences(root)
-        else:
+        elif name == "ucf101":
             ucf101.read_split(root)
+        elif linear_head is None or not linear_head.is_file():
+            raise UserError(f"{root} needs the probe of `videonet eval linear`: pass --linear-head (got {linear_head})")
+        elif name == "imagenet-a":
+            robustness.check_imagenet_a(root)
+        else:
+            robustness.read_vid_robust(root)
     return present
 
 
@@ -158,7 +182,7 @@ def run_paper(loaded: LoadedBackbone, data_root: Path, label: str, opts: PaperOp
     fine-tuning and DAVIS's stride removal change the network they are given.
     """
     results = []
-    for name in check_layouts(data_root):
+    for name in check_layouts(data_root, opts.linear_head):
         eval_name, runner, distributed = EVALS[name]
         if not distributed and not where.main:
             continue
@@ -172,9 +196,7 @@ def _cells(cells: tuple[Cell, ...], results: list[EvalResult]) -> list[str]:
     by_folder = {r.dataset: r for r in results}
     row = []
     for cell in cells:
-        if cell.folder is None:
-            row.append(NOT_IMPLEMENTED)
-        elif cell.folder not in by_folder or cell.metric not in by_folder[cell.folder].metrics:
+        if cell.folder not in by_folder or cell.metric not in by_folder[cell.folder].metrics:
             row.append(NO_DATA)
         else:
             row.append(f"{100 * by_folder[cell.folder].metrics[cell.metric]:.1f}")
@@ -202,8 +224,7 @@ def write_tables(label: str, results: list[EvalResult], out_dir: Path) -> list[P
         with path.open("w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
         paths.append(path)
-    lines.append("Percent. 'no data': no DATA_ROOT folder for it; 'not implemented': not in this harness yet; "
-                 "empty paper cells: not verified against the paper.")
+    lines.append("Percent. 'no data': no DATA_ROOT folder for it; empty paper cells: not verified against the paper.")
     md = out_dir / "paper.md"
     md.write_text("\n".join(lines) + "\n")
     return [md, *paths]
