@@ -35,8 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torchvision import transforms
 
 from videonet.errors import UserError
+from videonet.evaluation.features import normalize
 from videonet.evaluation.human_categories import HUMAN_CATEGORIES
 from videonet.evaluation.linear import LinearHead
 from videonet.evaluation.robustness import ImageFiles, head_indices, head_logits
@@ -147,15 +149,18 @@ def model_vs_human(root: Path, model: torch.nn.Module, head: LinearHead, device:
                    workers: int = 4) -> dict[str, float]:
     """Classify each dataset's images into the 16 categories and compare with every human subject.
 
-    Images are 224x224 already; they go through the same centre-crop view as the probe's training
-    images (a no-op at 224). Returns ``<metric>`` means over datasets plus ``<dataset>/<metric>``;
+    Images are 224x224 already and model-vs-human feeds them as they are: they are only resized
+    (short side) and centre-cropped to ``crop_size``, a no-op at 224 (not the probe's 256 -> 224
+    view, which would cut their borders). Returns ``<metric>`` means over datasets plus ``<dataset>/<metric>``;
     the overall ceiled error consistency is the mean error consistency over the mean ceiling.
     """
+    view = transforms.Compose([transforms.Resize(crop_size), transforms.CenterCrop(crop_size), transforms.ToTensor(),
+                               normalize()])
     per_dataset: dict[str, dict[str, float]] = {}
     for dataset in datasets:
         humans = read_human_trials(root, dataset)
         images = list_images(root, dataset)
-        logits, _ = head_logits(model, head, ImageFiles(list(images["path"]), [0] * len(images), crop_size),
+        logits, _ = head_logits(model, head, ImageFiles(list(images["path"]), [0] * len(images), transform=view),
                             device, batch_size, workers, dataset)
         trials = images.assign(object_response=sixteen_class_decisions(torch.softmax(logits, dim=1), head))
         vs_model, vs_human = compare(trials, humans, dataset)

@@ -40,8 +40,8 @@ from videonet.evaluation.linear import LinearHead
 class ImageFiles(Dataset):
     """Images given as a path list, each with an integer label (the official lists are not ImageFolders)."""
 
-    def __init__(self, paths: list[Path], labels: list[int], crop_size: int = 224) -> None:
-        self.paths, self.labels, self.transform = paths, labels, eval_transform(crop_size)
+    def __init__(self, paths: list[Path], labels: list[int], crop_size: int = 224, transform=None) -> None:
+        self.paths, self.labels, self.transform = paths, labels, transform or eval_transform(crop_size)
         self.classes: list[str] = []  # extract_features records class names; these sets label by index
 
     def __len__(self) -> int:
