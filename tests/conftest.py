@@ -45,3 +45,34 @@ def demo_run(tmp_path_factory, demo_dir):
     out = tmp_path_factory.mktemp("run") / "demo"
     facts = curate(*curate_options(out, demo_dir))
     return out, facts
+
+
+@pytest.fixture(scope="session")
+def kit(demo_dir, tmp_path_factory):
+    """The fault catalog of ``tests/faultkit.py`` and its local server (shared by the fault and Flink tests)."""
+    import time
+
+    import faultkit
+
+    www = tmp_path_factory.mktemp("www")
+    base, stop = faultkit.serve(www)
+    started = time.monotonic()
+    built = faultkit.build(tmp_path_factory.mktemp("faults"), demo_dir, base, www)
+    print(f"\nfault catalog built: {time.monotonic() - started:.1f} s")
+    yield built
+    stop()
+
+
+@pytest.fixture(scope="session")
+def clean_run(kit, tmp_path_factory):
+    """The good clips of the fault catalog, curated once on the DirectRunner: what every other run must match."""
+    import time
+
+    import faultkit
+    from videonet.curation.run import curate
+
+    out = tmp_path_factory.mktemp("clean") / "run"
+    started = time.monotonic()
+    curate(*faultkit.options(out, kit, kit.clean, faultkit.GOOD_CLASSES))
+    print(f"\nclean run: {time.monotonic() - started:.1f} s")
+    return out

@@ -28,28 +28,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def kit(demo_dir, tmp_path_factory):
-    www = tmp_path_factory.mktemp("www")
-    base, stop = faultkit.serve(www)
-    started = time.monotonic()
-    built = faultkit.build(tmp_path_factory.mktemp("faults"), demo_dir, base, www)
-    print(f"\nfault catalog built: {time.monotonic() - started:.1f} s")
-    yield built
-    stop()
-
-
-@pytest.fixture(scope="module")
-def clean_run(kit, tmp_path_factory):
-    from videonet.curation.run import curate
-
-    out = tmp_path_factory.mktemp("clean") / "run"
-    started = time.monotonic()
-    curate(*faultkit.options(out, kit, kit.clean, faultkit.GOOD_CLASSES))
-    print(f"\nclean run: {time.monotonic() - started:.1f} s")
-    return out
-
-
-@pytest.fixture(scope="module")
 def fault_run(kit, clean_run, tmp_path_factory):
     """The fault catalog, curated once in this process with a private temp dir."""
     from videonet.curation.run import curate

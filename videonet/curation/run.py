@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import secrets
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from videonet.curation.write import WriteSettings
 from videonet.errors import UserError
 
 LOCAL_RUNNERS = ("DirectRunner", "direct")
+FLINK_RUNNERS = ("FlinkRunner", "flink")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,30 @@ class RunnerSettings:
     @property
     def local(self) -> bool:
         return self.runner in LOCAL_RUNNERS
+
+    def beam_flags(self, beam_args: typing.Sequence[str]) -> list[str]:
+        """``--runner``, the flags given after ``--``, then what the runner needs and was not given.
+
+        FlinkRunner with no flag runs on an embedded Flink (``[local]``) with the job server that
+        ``install.sh`` cached, one task slot per core, and the SDK worker in this process (LOOPBACK,
+        like the DirectRunner); on a cluster (``--flink_master=HOST:PORT``) the environment is left
+        to the user (PROCESS with ``python -m videonet.flink boot``, or DOCKER: README's *Scaling out*).
+        """
+        flags = [f"--runner={self.runner}", *beam_args]
+        if self.runner not in FLINK_RUNNERS:
+            return flags
+        from apache_beam.runners.portability.flink_runner import MAGIC_HOST_NAMES
+
+        from videonet import flink
+
+        given = {arg[2:].split("=", 1)[0].replace("-", "_") for arg in beam_args if arg.startswith("--")}
+        defaults = {"flink_master": lambda: "[local]", "flink_version": lambda: flink.FLINK_VERSION,
+                    "flink_job_server_jar": lambda: str(flink.job_server_jar()),
+                    "parallelism": lambda: str(os.cpu_count() or 1)}
+        master = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--flink_master=")), "[local]")
+        if master in MAGIC_HOST_NAMES:
+            defaults["environment_type"] = lambda: "LOOPBACK"
+        return flags + [f"--{name}={value()}" for name, value in defaults.items() if name not in given]
 
 
 @dataclass(frozen=True)
@@ -115,10 +141,10 @@ class RunState:
 
 
 def pipeline_options(settings: CurateSettings):
-    """Beam options: --runner plus every flag given after ``--`` on the command line."""
+    """Beam options: --runner, every flag given after ``--`` on the command line, the runner's defaults."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    return PipelineOptions([f"--runner={settings.runner.runner}", *settings.beam_args], pickle_library="cloudpickle")
+    return PipelineOptions(settings.runner.beam_flags(settings.beam_args), pickle_library="cloudpickle")
 
 
 def dry_run(out: str, settings: CurateSettings) -> int:
