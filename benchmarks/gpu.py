@@ -1,0 +1,268 @@
+"""The filter and VITO training on one GPU: what decodes, classifies and trains how fast (run by gpu.sh).
+
+Sections, each printed as soon as it is done, each with the GPU's mean utilisation (SM and NVDEC,
+sampled from ``nvidia-smi`` while it ran):
+
+- ``decode``: the first ``--frames`` frames of the demo clips repeated to ``--clips`` clips, at
+  224 px, with the filter's CPU decoder (:func:`~videonet.curation.judge.frames.iter_frames`) in
+  one thread per core; and, when torchcodec with CUDA is installed, NVDEC (torchcodec's CUDA
+  decoder) with the resize and centre crop on the GPU;
+- ``classify``: ResNet-50 (random weights; speed only) on uint8 frames in host memory, 256 per
+  forward, bf16 channels-last: eager, ``torch.compile`` (the ``--compile`` option) and
+  ``torch.compile(mode="reduce-overhead")`` (CUDA graphs); TensorRT through torch-tensorrt when
+  it is installed, and the ratio of the best videonet classify to it;
+- ``filter``: :func:`~videonet.curation.judge.scan.scan_clips`, what the pipeline runs (decode in
+  a thread pool overlapped with classification, early exit), over the same clips in batches of
+  ``--clip-batch``, and its ratio to classify alone (target >= 0.8);
+- ``train``: VITO training steps (:func:`videonet.vito.train.train_step`, ResNet-50, 224 px, bf16,
+  3 views) at the largest batch of clips that fits (doubling until out of memory), images/s and
+  peak memory: with the loader's views/s per core (``benchmarks/loader.py``) it says how many
+  loader cores one GPU needs.
+
+``--dry-cpu`` runs every section tiny on the CPU (EfficientNet-lite0-sized work, 64 px training),
+to check the script, not to measure anything.
+
+Usage: ``python benchmarks/gpu.py [--clips 2000] [--frames 25] [--clip-batch 64] [--dry-cpu]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from common import demo_clips, machine_line, queries
+
+CROP, RESIZE = 224, 256
+
+
+class Utilisation:
+    """Mean GPU (SM) and NVDEC utilisation while a section runs, from ``nvidia-smi`` every 0.5 s."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        query = ["nvidia-smi", "--query-gpu=utilization.gpu,utilization.decoder", "--format=csv,noheader,nounits"]
+        while not self.stop.wait(0.5):
+            line = subprocess.run(query, capture_output=True, text=True).stdout.splitlines()[:1]
+            if line:
+                self.samples.append(tuple(float(x) for x in line[0].split(",")))
+
+    def __str__(self) -> str:
+        if not self.samples:
+            return "GPU utilisation: n/a"
+        return (f"GPU utilisation {statistics.mean(s[0] for s in self.samples):.0f}%, "
+                f"NVDEC {statistics.mean(s[1] for s in self.samples):.0f}%")
+
+
+@contextmanager
+def section(name: str) -> Iterator[dict]:
+    """Time a section and sample the GPU meanwhile; the body fills ``facts`` with what to print."""
+    util, facts = Utilisation(), {}
+    if shutil.which("nvidia-smi"):
+        util.thread.start()
+    started = time.perf_counter()
+    try:
+        yield facts
+    finally:
+        util.stop.set()
+        print(f"[{name}] {time.perf_counter() - started:.1f} s; {util}; "
+              + "; ".join(f"{k}: {v}" for k, v in facts.items()), flush=True)
+
+
+def synchronize() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def rate(count: int, fn: Callable[[], object]) -> float:
+    """``count`` / seconds of one call of ``fn`` (the GPU's queue drained before and after)."""
+    synchronize()
+    started = time.perf_counter()
+    fn()
+    synchronize()
+    return count / (time.perf_counter() - started)
+
+
+def nvdec_frames(path: str, limit: int) -> "torch.Tensor":  # noqa: F821
+    """The first ``limit`` frames decoded by NVDEC (torchcodec), resized (short side 256) and centre-cropped on the GPU."""
+    import torch
+    from torch.nn import functional as F
+    from torchcodec.decoders import VideoDecoder
+
+    decoder = VideoDecoder(path, device="cuda")
+    frames = decoder.get_frames_in_range(0, min(limit, decoder.metadata.num_frames or limit)).data  # (N, 3, H, W) uint8
+    h, w = frames.shape[-2:]
+    scale = RESIZE / min(h, w)
+    size = (max(RESIZE, round(h * scale)), max(RESIZE, round(w * scale)))
+    resized = F.interpolate(frames.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    top, left = round((size[0] - CROP) / 2), round((size[1] - CROP) / 2)
+    return resized[..., top:top + CROP, left:left + CROP].round().clamp(0, 255).to(torch.uint8)
+
+
+def decode_section(jobs: list[tuple[str, set[int]]], frames: int) -> None:
+    from videonet.curation.judge.frames import iter_frames
+
+    paths = [p for p, _ in jobs]
+    with section("decode") as facts:
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            started = time.perf_counter()
+            count = sum(pool.map(lambda p: sum(1 for _ in iter_frames(p, frames, threads=False)), paths))
+            facts["CPU (PyAV, one thread per core) frames/s"] = f"{count / (time.perf_counter() - started):.0f}"
+        try:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RuntimeError("no CUDA")
+            nvdec_frames(paths[0], frames)  # opens the CUDA context and the decoder once
+            facts["NVDEC (torchcodec) + GPU resize/crop frames/s"] = (
+                f"{rate(count, lambda: [nvdec_frames(p, frames) for p in paths]):.0f}")
+        except (ImportError, RuntimeError) as exc:
+            facts["NVDEC"] = f"not measured ({str(exc).splitlines()[0][:120]})"
+
+
+def classify_section(classifier_for: Callable[[bool], object], batch: np.ndarray, repeats: int, gpu: bool) -> float:
+    """Frames/s of each way to run the classifier on ``batch``; returns the best videonet one.
+    Without a GPU only eager runs: compiling on a small CPU takes minutes (benchmarks/README.md)."""
+    import torch
+
+    best = 0.0
+    with section("classify") as facts:
+        for label, compile in (("eager", False), ("compiled", True))[:2 if gpu else 1]:
+            classifier = classifier_for(compile)
+            classifier.top1(batch)  # compile / autotune / first kernels
+            got = statistics.median(rate(len(batch), lambda: classifier.top1(batch)) for _ in range(repeats))
+            facts[f"videonet {label} frames/s"] = f"{got:.0f}"
+            best = max(best, got)
+        if not gpu:
+            return best
+        eager = classifier_for(False)
+        graphed = torch.compile(eager.model, mode="reduce-overhead")
+        x = torch.from_numpy(batch).to(eager.device).permute(0, 3, 1, 2).float().div(255)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(eager.device, dtype=torch.bfloat16, enabled=eager.device == "cuda"):
+            for _ in range(3):  # CUDA graphs are recorded on the first calls
+                graphed(x)
+            got = statistics.median(rate(len(batch), lambda: graphed(x)) for _ in range(repeats))
+        facts["CUDA graphs (reduce-overhead) frames/s, frames already on the GPU"] = f"{got:.0f}"
+        try:
+            import torch_tensorrt
+
+            trt = torch_tensorrt.compile(eager.model.float(), inputs=[x], enabled_precisions={torch.bfloat16})
+            with torch.inference_mode():
+                trt(x)
+                got = statistics.median(rate(len(batch), lambda: trt(x)) for _ in range(repeats))
+            facts["TensorRT frames/s, frames already on the GPU"] = f"{got:.0f}"
+            facts["RATIO videonet best / TensorRT"] = f"{best / got:.2f}x"
+        except Exception as exc:  # not installed, or the model does not convert: say why, go on
+            facts["TensorRT"] = f"not measured ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
+    return best
+
+
+def filter_section(classifier, jobs: list[tuple[str, set[int]]], frames: int, chunk: int, clip_batch: int,
+                   classify_rate: float) -> None:
+    from videonet.curation.judge.scan import scan_clips
+
+    with section("filter") as facts, ThreadPoolExecutor(os.cpu_count()) as pool:
+        scans: list = []
+        got = rate(1, lambda: [scans.extend(scan_clips(classifier, jobs[i:i + clip_batch], frames, chunk, pool))
+                               for i in range(0, len(jobs), clip_batch)])
+        classified = sum(s.frames_classified for s in scans)
+        facts["clips/s"] = f"{got * len(jobs):.1f}"
+        facts["classified frames/s"] = f"{got * classified:.0f}"
+        facts["RATIO filter / classify alone"] = f"{got * classified / classify_rate:.2f} (target >= 0.8)"
+
+
+def train_section(size: int, arch: str, batches: list[int], steps: int) -> None:
+    import copy
+
+    import torch
+
+    from videonet.vito.lars import LARS, param_groups
+    from videonet.vito.train import TrainConfig, train_step
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with section("train") as facts:
+        for batch in batches:  # clips per step, 3 views each
+            try:
+                cfg = TrainConfig(data="", out="", arch=arch, batch_size=batch)
+                online = cfg.build_online().to(device).to(memory_format=torch.channels_last)
+                target = copy.deepcopy(online.net).requires_grad_(False)
+                lars = LARS(param_groups(online, cfg.weight_decay), lr=0.01, eta=cfg.lars_eta)
+                views = torch.randn(batch, 3, 3, size, size, device=device)
+                if device == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                train_step(online, target, lars, views, cfg.tau, 0.996, device == "cuda")  # warm-up
+                got = statistics.median(rate(3 * batch, lambda: train_step(online, target, lars, views, cfg.tau, 0.996,
+                                                                           device == "cuda")) for _ in range(steps))
+                peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+                facts[f"batch {batch} clips x 3 views"] = f"{got:.0f} images/s, peak {peak:.1f} GiB"
+            except torch.OutOfMemoryError:
+                facts[f"batch {batch}"] = "out of memory: the largest batch is the one before"
+                break
+            finally:
+                online = target = lars = views = None
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clips", type=int, default=2000)
+    parser.add_argument("--frames", type=int, default=25)
+    parser.add_argument("--chunk", type=int, default=25)
+    parser.add_argument("--clip-batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--dry-cpu", action="store_true", help="tiny sizes on the CPU: checks the script only")
+    parser.add_argument("--demo-dir", default=None)
+    args = parser.parse_args()
+
+    import torch
+    import torchvision
+
+    from videonet.curation.judge.classifier import load_classifier
+    from videonet.curation.judge.frames import iter_frames
+
+    print(machine_line(), flush=True)
+    if args.dry_cpu:
+        args.clips, args.frames, args.chunk, args.clip_batch, args.repeats = 8, 4, 4, 4, 1
+    elif not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run with --dry-cpu to check the script on a CPU")
+    device = "cpu" if args.dry_cpu else "cuda"
+    jobs = queries(demo_clips(args.demo_dir), args.clips)
+    decode_section(jobs, args.frames)
+
+    weights = Path(os.environ.get("TMPDIR", "/tmp")) / "videonet-gpu-resnet50-random.pth"
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet50().state_dict(), weights)
+
+    def classifier_for(compile: bool):
+        return load_classifier("resnet50", str(weights), device=device, precision="bf16", compile=compile,
+                               engine="torch")
+
+    batch = np.stack([f for p, _ in jobs[:16] for f in iter_frames(p, 16)])[:8 if args.dry_cpu else 256]
+    best = classify_section(classifier_for, batch, args.repeats, gpu=not args.dry_cpu)
+    filter_section(classifier_for(False), jobs, args.frames, args.chunk, args.clip_batch, best)
+    if args.dry_cpu:
+        train_section(64, "resnet18", [1, 2], 1)
+    else:
+        train_section(224, "resnet50", [32, 64, 128, 256, 384, 512, 768, 1024], 5)
+
+
+if __name__ == "__main__":
+    main()
