@@ -166,7 +166,14 @@ def dry_run(out: str, settings: CurateSettings) -> int:
 
 
 def curate(out: str, settings: CurateSettings) -> dict:
-    """Run (or resume) a curation into ``out`` and return the report summary."""
+    """Run (or resume) a curation into ``out`` and return the report summary; one live run per ``out``."""
+    from videonet.curation.write.lock import hold
+
+    with hold(out.rstrip("/")):
+        return _curate_held(out, settings)
+
+
+def _curate_held(out: str, settings: CurateSettings) -> dict:
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.utils.shared import Shared
 
