@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install videonet on a fresh Debian/Ubuntu machine: WordNet 3.0 and chromium + chromium-driver (apt;
+# Install videonet on a fresh Debian/Ubuntu machine: WordNet 3.0, ffmpeg (yt-dlp's download ranges: --judge-prefix) and chromium + chromium-driver (apt;
 # the browser runs the report's page test), Java + Maven (apt) for Flink, the package with its demo/test
 # extras (pip), then Beam's Flink job server (mvn) and Flink's jars (pip --no-deps) into
 # ~/.cache/videonet/flink. Run as root or with sudo available.
@@ -9,7 +9,7 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq wordnet-base wordnet-sense-index chromium chromium-driver \
-    openjdk-17-jre-headless maven >/dev/null
+    openjdk-17-jre-headless maven ffmpeg >/dev/null
 python3 -m pip install -q -e '.[test]'
 python3 -m videonet.flink install
 echo "videonet installed: $(command -v videonet)"

@@ -5,7 +5,9 @@ dedup + cap) -> candidates (duration) -> judge (fetch, frames, classifier, verdi
 (shards, metadata, audit, each class's search facts). The rules live in the stage modules; the
 DoFns here only route rows. Rows that carry a ``status`` are audit rows and leave the main flow
 through the ``audit`` output. Resuming is a join with the audit already on disk: a (class, video)
-that a previous run audited is neither judged nor audited again.
+that a previous run audited is neither judged nor audited again, unless its row is retriable (a
+download or search that failed with a 429, a 5xx, a timeout...: a rerun tries it again). What the
+requests cost (a ``Tally`` per class searched and per batch judged) goes to ``requests/<run_id>.parquet``.
 """
 
 from __future__ import annotations
@@ -18,17 +20,19 @@ import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from videonet.curation.candidates import INFLECTED, CandidateSettings, ClassCandidates, check_duration, video_identity
+from videonet.curation.client import REQUESTS_SCHEMA, ClientSettings, session
 from videonet.curation.judge.classifier import ClassifierSettings
 from videonet.curation.judge.fetch import sweep_stale_downloads
 from videonet.curation.judge.verdicts import judge_clips
 from videonet.curation.run import CurateSettings, RunState
 from videonet.curation.search import SEARCH_SCHEMA, Source, search_class
 from videonet.curation.vocabulary.classes import ImageNetClass
-from videonet.curation.write.records import AUDIT_SCHEMA, INVALID_ROW, audit_row, candidate_key
-from videonet.curation.write.rundir import AUDIT, SEARCH, join
+from videonet.curation.write.records import AUDIT_SCHEMA, INVALID_ROW, audit_row, candidate_key, settles
+from videonet.curation.write.rundir import AUDIT, REQUESTS, SEARCH, join
 
 AUDIT_TAG = "audit"
 SEARCH_TAG = "search"
+REQUESTS_TAG = "requests"
 
 
 def route(rows: Iterable[dict]):
@@ -40,16 +44,19 @@ def route(rows: Iterable[dict]):
 class SearchTitles(beam.DoFn):
     """Search one class until it is full; title match, dedup and cap happen here too, because the
     stop rule counts the class's unique title-matched videos. Emits candidates, audit rows, and the
-    class's search facts (why it stopped, how many requests) to the ``search`` output."""
+    class's search facts (why it stopped, how many requests) to the ``search`` output, and what its
+    requests cost to the ``requests`` output."""
 
-    def __init__(self, source: Source, page_size: int, rules: CandidateSettings, run_id: str):
-        self.source, self.page_size, self.rules, self.run_id = source, page_size, rules, run_id
+    def __init__(self, source: Source, page_size: int, rules: CandidateSettings, client: ClientSettings, run_id: str):
+        self.source, self.page_size, self.rules, self.client, self.run_id = source, page_size, rules, client, run_id
 
     def process(self, cls: ImageNetClass):
         candidates = ClassCandidates(cls.terms, self.rules.per_class, self.rules.title_match == INFLECTED)
-        rows, facts = search_class(cls, self.source, candidates, self.page_size, self.run_id)
+        site = session("search", self.client)
+        rows, facts = search_class(cls, self.source, candidates, self.page_size, self.run_id, site)
         yield from route(rows)
         yield beam.pvalue.TaggedOutput(SEARCH_TAG, facts)
+        yield beam.pvalue.TaggedOutput(REQUESTS_TAG, site.tally.row(self.run_id))
 
 
 def acquire_classifier(shared: Shared, spec: ClassifierSettings):
@@ -60,8 +67,8 @@ def acquire_classifier(shared: Shared, spec: ClassifierSettings):
 class JudgeClips(beam.DoFn):
     """Fetch, decode and classify a batch of clips with one model shared per worker process."""
 
-    def __init__(self, settings: CurateSettings, out: str, shared: Shared):
-        self.settings, self.out, self.shared = settings, out, shared
+    def __init__(self, settings: CurateSettings, out: str, run_id: str, shared: Shared):
+        self.settings, self.out, self.run_id, self.shared = settings, out, run_id, shared
 
     def setup(self):
         sweep_stale_downloads()  # what a killed worker on this machine left in the temp dir
@@ -74,7 +81,11 @@ class JudgeClips(beam.DoFn):
 
     def process(self, jobs: list[tuple[str, list[dict]]]):
         s = self.settings
-        yield from route(judge_clips(jobs, self.classifier, s.judge, s.fetch, s.candidates.min_duration, self.out))
+        site = session("download", s.client)
+        yield from route(judge_clips(jobs, self.classifier, s.judge, s.fetch, s.candidates.min_duration, self.out,
+                                     site))
+        if site.tally.requests:
+            yield beam.pvalue.TaggedOutput(REQUESTS_TAG, site.tally.row(self.run_id))
         if self.bar is not None:
             self.bar.update(len(jobs))
 
@@ -127,15 +138,17 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
     audited = (
         pipeline
         | "AuditFiles" >> beam.Create([join(out, AUDIT, "*.parquet")])
-        | "ReadAudit" >> beam.io.ReadAllFromParquet(columns=["wnid", "id"])
+        | "ReadAudit" >> beam.io.ReadAllFromParquet(columns=["wnid", "id", "status"])
+        | "Settled" >> beam.Filter(lambda r: settles(r["status"]))  # a rerun retries the retriable ones
         | "AuditedKeys" >> beam.Map(lambda r: (candidate_key(r), None))
     )
     searched = (
         pipeline
         | "Classes" >> beam.Create(classes)
         | "SpreadClasses" >> beam.Reshuffle()  # each class's search is long and sequential: spread them
-        | "SearchTitles" >> beam.ParDo(SearchTitles(source, settings.search.search_page, settings.candidates, run_id))
-        .with_outputs(AUDIT_TAG, SEARCH_TAG, main="candidates")
+        | "SearchTitles" >> beam.ParDo(SearchTitles(source, settings.search.search_page, settings.candidates,
+                                                    settings.client, run_id))
+        .with_outputs(AUDIT_TAG, SEARCH_TAG, REQUESTS_TAG, main="candidates")
     )
     (
         searched[SEARCH_TAG]
@@ -166,7 +179,14 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
         # A fixed batch size (not Beam's adaptive 1..max): memory then depends on --clip-batch, not on
         # how many clips the run has.
         | "BatchClips" >> beam.BatchElements(min_batch_size=batch, max_batch_size=batch)
-        | "JudgeClips" >> beam.ParDo(JudgeClips(settings, out, shared)).with_outputs(AUDIT_TAG, main="kept")
+        | "JudgeClips" >> beam.ParDo(JudgeClips(settings, out, run_id, shared)).with_outputs(AUDIT_TAG, REQUESTS_TAG,
+                                                                                           main="kept")
+    )
+    (
+        (searched[REQUESTS_TAG], judged[REQUESTS_TAG])
+        | "AllRequests" >> beam.Flatten()
+        | "WriteRequests" >> beam.io.WriteToParquet(join(out, REQUESTS, run_id), REQUESTS_SCHEMA, num_shards=1,
+                                                    shard_name_template="", file_name_suffix=".parquet")
     )
     (
         judged.kept

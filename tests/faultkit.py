@@ -279,8 +279,9 @@ def build(directory: Path, demo_dir: Path, base_url: str, www: Path) -> Kit:
 
     # URLs on the local server
     clip("HTTP 404", "download_error", r"404", url=f"{base_url}/status/404", duration=30)
-    clip("HTTP 500", "download_error", r"500", url=f"{base_url}/status/500", duration=30)
-    clip("HTTP server trickling 5 bytes/s (timeout)", "download_error", r"took longer than", url=f"{base_url}/trickle.mp4",
+    # 5xx and timeouts are retriable: audited so that a rerun tries them again (the fault runs try once)
+    clip("HTTP 500", "download_retriable", r"500", url=f"{base_url}/status/500", duration=30)
+    clip("HTTP server trickling 5 bytes/s (timeout)", "download_retriable", r"took longer than", url=f"{base_url}/trickle.mp4",
          duration=30)
     clip("HTTP endless body, no Content-Length (size limit)", "download_error", r"size limit",
          url=f"{base_url}/endless.mp4", duration=30)
@@ -350,7 +351,7 @@ def options(out: Path, kit: Kit, catalog: Path, classes: str, **overrides):
     settings = dict(source=f"catalog:{catalog}", catalog_root=str(kit.root), classes=classes,
                     classifier="efficientnet-lite0", device="cpu", frames=20, chunk=10, clip_batch=1,
                     shard_size=1, progress=False, max_download_mb=MAX_DOWNLOAD_MB,
-                    download_timeout=DOWNLOAD_TIMEOUT_S, decode_timeout=60.0)
+                    download_timeout=DOWNLOAD_TIMEOUT_S, decode_timeout=60.0, retry_attempts=1)
     settings.update(overrides)
     return str(out), CurateSettings.of(**settings)
 
@@ -363,6 +364,7 @@ def cli_args(out: Path, kit: Kit, catalog: Path, classes: str) -> list[str]:
             "--frames", str(o.judge.frames), "--chunk", str(o.judge.chunk), "--clip-batch", str(o.judge.clip_batch),
             "--shard-size", str(o.write.shard_size), "--no-progress",
             "--max-download-mb", str(o.fetch.max_download_mb), "--download-timeout", str(o.fetch.download_timeout),
+            "--retry-attempts", str(o.client.retry_attempts),
             "--decode-timeout", str(o.judge.decode_timeout)]
 
 

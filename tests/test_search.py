@@ -165,7 +165,8 @@ def test_a_failed_request_ends_its_term_is_audited_and_counted():
     source = FlakySource({"goldfish": [f"goldfish {i}" for i in range(5)], "Carassius auratus": ["Carassius auratus"]},
                          fail=("goldfish", 1))
     rows, facts = search_class(goldfish, source, ClassCandidates(goldfish.terms, cap=10), 2, "run")
-    assert [r.get("status") for r in rows] == [None, None, "search_error", None]  # page 0, the failure, next term
+    # page 0, the failure (a 429: retriable, a rerun searches again), the next term
+    assert [r.get("status") for r in rows] == [None, None, "search_retriable", None]
     assert rows[2]["id"] == "search:goldfish" and "429" in rows[2]["reason"]
     assert (facts["search_stop"], facts["search_requests"], facts["search_hits"]) == ("search error", 3, 3)
     rows, facts = search_class(goldfish, source, ClassCandidates(goldfish.terms, cap=2), 2, "run")

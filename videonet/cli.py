@@ -74,7 +74,8 @@ def _settings_options(command):
 
     Like img2dataset's ``download()`` signature being its CLI: each option's name, default and help
     are the field's, written once in the stage that owns it (``videonet.curation.run.CurateSettings``).
-    The command receives them as keyword arguments.
+    The command receives them as keyword arguments. A ``tuple[str, ...]`` field is a repeatable option
+    (typer's ``list[str]``; ``CurateSettings.of`` makes it a tuple again).
     """
     import inspect
 
@@ -87,7 +88,10 @@ def _settings_options(command):
     for f, hint in option_fields():
         flag = "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if hint is bool and f.default is True else [flag]
-        option = typer.Option(f.default, *decls, help=f.metadata.get("help"))
+        if typing.get_origin(hint) is tuple:
+            hint = list[typing.get_args(hint)[0]]
+        option = typer.Option(list(f.default) if isinstance(f.default, tuple) else f.default, *decls,
+                              help=f.metadata.get("help"))
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint))
         annotations[f.name] = hint
     command.__signature__ = inspect.Signature(own + params)

@@ -1,8 +1,10 @@
 """Per-class retention report: how many candidates each class had, why they dropped, what stayed.
 
 Built from the audit and metadata tables (and the thumbnails the judge wrote beside them, see
-:mod:`videonet.curation.write.thumbs`), so it can be rebuilt at any time (``videonet report OUT``)
-and always agrees with what is on disk. report.html shows, per class, the frames behind its
+:mod:`videonet.curation.write.thumbs`; what the requests cost, from ``requests/``), so it can be
+rebuilt at any time (``videonet report OUT``) and always agrees with what is on disk. Each candidate
+counts once, with its final status (its latest audit row: a download that failed retriably and was
+kept by a rerun is kept). report.html shows, per class, the frames behind its
 verdicts and a per-class table that sorts and filters with a script shipped in ``assets/``.
 """
 
@@ -15,15 +17,22 @@ import json
 
 import pandas as pd
 
+from videonet.curation.client import REQUESTS_SCHEMA
 from videonet.curation.search import CAP_REACHED, EXHAUSTED, SEARCH_FAILED, SEARCH_SCHEMA
-from videonet.curation.write.rundir import REPORT, SEARCH, join, read_audit, read_metadata, read_table, write_atomic
-from videonet.curation.write.records import DUPLICATE, KEPT, OVER_CAP, SEARCH_ERROR, STATUSES, TITLE_MISMATCH
+from videonet.curation.write.rundir import (
+    REPORT, REQUESTS, SEARCH, final_rows, join, read_audit, read_metadata, read_table, write_atomic,
+)
+from videonet.curation.write.records import (
+    DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DUPLICATE, KEPT, OVER_CAP, SEARCH_ERROR, SEARCH_RETRIABLE, STATUSES,
+    TITLE_MISMATCH,
+)
 from videonet.curation.judge.scan import THUMB_PX
 from videonet.curation.sheets import Clip, Sheet, contact_sheets
 from videonet.curation.vocabulary.classes import class_name, imagenet1k
 from videonet.curation.write.thumbs import THUMBS
 
 RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP)
+SEARCH_FAILURES = (SEARCH_ERROR, SEARCH_RETRIABLE)  # failed requests, not videos
 PAPER_RETENTION_PCT = 24.0  # VITO/VideoNet kept about 24% of retrieved videos
 
 
@@ -32,12 +41,39 @@ def latest_searches(searches: pd.DataFrame) -> pd.DataFrame:
     return searches.sort_values("run_id").drop_duplicates("wnid", keep="last").set_index("wnid")
 
 
+def current_rows(audit: pd.DataFrame, searches: pd.DataFrame) -> pd.DataFrame:
+    """Each candidate's final row; a class's search failures only from its latest search (a rerun
+    searches every class again, and a term that succeeds then leaves no row to supersede the old one)."""
+    final = final_rows(audit)
+    latest = latest_searches(searches)["run_id"] if len(searches) else pd.Series(dtype=object)
+    stale = final["status"].isin(SEARCH_FAILURES) & final["wnid"].isin(latest.index) & \
+        (final["run_id"] != final["wnid"].map(latest))
+    return final[~stale]
+
+
+def request_facts(requests: pd.DataFrame) -> dict:
+    """Per stage (search, download): requests sent (retries included), 429s and bot checks, retries,
+    and the effective rate: requests per hour of the stage's span in each run (first to last request
+    of any worker), over all runs."""
+    facts = {}
+    for stage in ("search", "download"):
+        rows = requests[requests["stage"] == stage]
+        spans = rows.groupby("run_id").agg(start=("started", "min"), end=("ended", "max"))
+        hours = float((spans["end"] - spans["start"]).sum()) / 3600
+        sent = int(rows["requests"].sum())
+        facts[f"{stage}_requests"] = sent
+        facts[f"{stage}_429s"] = int(rows["rate_limited"].sum())
+        facts[f"{stage}_retries"] = int(rows["retries"].sum())
+        facts[f"{stage}_per_hour"] = round(sent / hours, 1) if hours > 0 else None
+    return facts
+
+
 def retention_table(audit: pd.DataFrame, searches: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per class: candidates, a count per status, retrieved (unique title matches), kept, %,
     and why its search stopped and how many requests it spent (``searches``: :data:`SEARCH_SCHEMA` rows).
 
-    A search_error row is a failed request, not a video: it has its column but counts neither as a
-    candidate nor as retrieved, so failed searches do not lower retention. A class that was searched
+    A search_error or search_retriable row is a failed request, not a video: it has its column but counts
+    neither as a candidate nor as retrieved, so failed searches do not lower retention. A class that was searched
     but found nothing still gets its row.
     """
     per_class = audit[audit["wnid"].notna() & (audit["wnid"] != "")]
@@ -48,7 +84,7 @@ def retention_table(audit: pd.DataFrame, searches: pd.DataFrame | None = None) -
     table = counts.reindex(counts.index.union(searched.index), fill_value=0)
     table.insert(0, "class_index", names["class_index"].combine_first(searched["class_index"]).astype(int))
     table.insert(1, "name", names["name"].combine_first(searched["name"]))
-    table.insert(2, "candidates", table[[s for s in STATUSES if s != SEARCH_ERROR]].sum(axis=1))
+    table.insert(2, "candidates", table[[s for s in STATUSES if s not in SEARCH_FAILURES]].sum(axis=1))
     table = table.reset_index()
     table.columns.name = None
     table = table[["class_index", "wnid", *table.columns.drop(["class_index", "wnid"])]]
@@ -62,8 +98,10 @@ def retention_table(audit: pd.DataFrame, searches: pd.DataFrame | None = None) -
     return table.sort_values("class_index").reset_index(drop=True)
 
 
-def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame) -> dict:
-    """The run in numbers; search errors and over-cap hits are shown apart (neither is in retention)."""
+def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame,
+            requests: pd.DataFrame | None = None) -> dict:
+    """The run in numbers; search errors and over-cap hits are shown apart (neither is in retention);
+    ``requests`` (:data:`REQUESTS_SCHEMA` rows) adds what the searches and downloads cost."""
     by_status = audit["status"].value_counts().reindex(list(STATUSES), fill_value=0)
     retrieved = int(table["retrieved"].sum())
     stops = table["search_stop"].value_counts()
@@ -75,7 +113,11 @@ def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame) ->
         "classes_exhausted": int(stops.get(EXHAUSTED, 0)),
         "classes_search_failed": int(stops.get(SEARCH_FAILED, 0)),
         "search_requests": int(table["search_requests"].sum()),
-        "search_errors": int(by_status[SEARCH_ERROR]),
+        "search_errors": int(by_status[SEARCH_ERROR] + by_status[SEARCH_RETRIABLE]),
+        "search_retriable": int(by_status[SEARCH_RETRIABLE]),
+        "download_errors": int(by_status[DOWNLOAD_ERROR]),
+        "download_retriable": int(by_status[DOWNLOAD_RETRIABLE]),
+        **request_facts(requests if requests is not None else REQUESTS_SCHEMA.empty_table().to_pandas()),
         "candidates": int(table["candidates"].sum()),
         "over_cap": int(by_status[OVER_CAP]),
         "retrieved": retrieved,
@@ -198,9 +240,10 @@ terminal.</p>
 
 def build_report(out: str) -> dict:
     """(Re)write ``report/`` from the tables on disk and return the summary."""
-    audit, metadata = read_audit(out), read_metadata(out)
-    table = retention_table(audit, read_table(out, SEARCH, SEARCH_SCHEMA))
-    facts = summary(audit, metadata, table)
+    searches = read_table(out, SEARCH, SEARCH_SCHEMA)
+    audit, metadata = current_rows(read_audit(out), searches), read_metadata(out)
+    table = retention_table(audit, searches)
+    facts = summary(audit, metadata, table, read_table(out, REQUESTS, REQUESTS_SCHEMA))
     parquet = io.BytesIO()
     table.to_parquet(parquet, index=False)
     write_atomic(join(out, REPORT, "retention.parquet"), parquet.getvalue())
@@ -215,13 +258,19 @@ def build_report(out: str) -> dict:
 
 def format_summary(facts: dict) -> str:
     """The one-screen summary printed at the end of a run and by ``videonet report``."""
-    apart = (KEPT, OVER_CAP, SEARCH_ERROR)
+    apart = (KEPT, OVER_CAP, SEARCH_ERROR, SEARCH_RETRIABLE)
     lines = [
         f"search: {facts['classes_searched']} classes in {facts['search_requests']} requests; "
         f"{facts['classes_cap_reached']} {CAP_REACHED}, {facts['classes_exhausted']} {EXHAUSTED}, "
         f"{facts['classes_search_failed']} stopped by a {SEARCH_FAILED}",
-        f"search errors: {facts['search_errors']} failed requests (not candidates)   "
-        f"over cap: {facts['over_cap']} (hits beyond --per-class on a class's last page)",
+        f"search errors: {facts['search_errors']} failed requests (not candidates; {facts['search_retriable']} "
+        f"retriable, a rerun retries them)   over cap: {facts['over_cap']} (hits beyond --per-class on a class's "
+        f"last page)",
+        *(f"{stage} requests: {facts[f'{stage}_requests']} ({facts[f'{stage}_429s']} rate-limited, "
+          f"{facts[f'{stage}_retries']} retries), effective rate {facts[f'{stage}_per_hour']}/h"
+          for stage in ("search", "download") if facts[f"{stage}_requests"]),
+        f"download failures: {facts['download_errors']} permanent, {facts['download_retriable']} retriable "
+        f"(a rerun retries them)",
         f"classes: {facts['classes']} with candidates, {facts['classes_with_kept_clips']} with kept clips",
         f"candidates: {facts['candidates']}   retrieved (unique title matches): {facts['retrieved']}",
         f"kept: {facts['kept']} clips in {facts['shards']} shards ({facts['hours_kept']} h), "

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from videonet.curation.candidates import CandidateSettings
+from videonet.curation.client import ClientSettings
 from videonet.curation.judge.classifier import ClassifierSettings
 from videonet.curation.judge.fetch import FetchSettings
 from videonet.curation.judge.verdicts import JudgeSettings
@@ -75,6 +76,7 @@ class CurateSettings:
     search: SearchSettings = field(default_factory=SearchSettings)
     candidates: CandidateSettings = field(default_factory=CandidateSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    client: ClientSettings = field(default_factory=ClientSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     write: WriteSettings = field(default_factory=WriteSettings)
@@ -86,7 +88,9 @@ class CurateSettings:
         """Build from flat option names (the CLI's, with underscores); each goes to the section that owns it."""
         sections = {}
         for name, section in sections_of(cls):
-            own = {f.name: flat.pop(f.name) for f in dataclasses.fields(section) if f.name in flat}
+            # a repeatable option's list becomes a tuple: settings are frozen and hashable (a pacer's key)
+            own = {f.name: tuple(v) if isinstance(v := flat.pop(f.name), list) else v
+                   for f in dataclasses.fields(section) if f.name in flat}
             sections[name] = section(**own)
         if flat:
             raise TypeError(f"unknown curate settings: {', '.join(sorted(flat))}")
@@ -95,7 +99,7 @@ class CurateSettings:
         return settings
 
     def check(self) -> None:
-        """One-line errors for values below a field's declared minimum."""
+        """One-line errors for values below a field's declared minimum, or that contradict each other."""
         for name, section in sections_of(type(self)):
             values = getattr(self, name)
             for f in dataclasses.fields(section):
@@ -103,6 +107,9 @@ class CurateSettings:
                 if low is not None and getattr(values, f.name) < low:
                     flag = "--" + f.name.replace("_", "-")
                     raise UserError(f"{flag} must be at least {low}" if low else f"{flag} must not be negative")
+        prefix = self.fetch.judge_prefix
+        if prefix and prefix < self.candidates.min_duration:  # a prefix shorter would read as a short video
+            raise UserError(f"--judge-prefix must be 0 or at least --min-duration ({self.candidates.min_duration:g} s)")
 
     @property
     def writers(self) -> int:
@@ -159,7 +166,7 @@ def dry_run(out: str, settings: CurateSettings) -> int:
     from videonet.curation.vocabulary.classes import parse_classes
     from videonet.pipelines.curate import build
 
-    classes, source = parse_classes(settings.vocabulary.classes), make_source(settings.search)
+    classes, source = parse_classes(settings.vocabulary.classes), make_source(settings.search, settings.client)
     pipeline = beam.Pipeline(options=pipeline_options(settings))
     build(pipeline, settings, classes, source, RunState.new(out), Shared())
     return len(pipeline.to_runner_api().components.transforms)
@@ -183,7 +190,7 @@ def _curate_held(out: str, settings: CurateSettings) -> dict:
     from videonet.curation.write.rundir import WORK, join, recover
     from videonet.pipelines.curate import acquire_classifier, run
 
-    classes, source = parse_classes(settings.vocabulary.classes), make_source(settings.search)
+    classes, source = parse_classes(settings.vocabulary.classes), make_source(settings.search, settings.client)
     source.prepare()
     state = RunState.new(out)
     removed = recover(state.out)

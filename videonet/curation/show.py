@@ -15,7 +15,7 @@ import pandas as pd
 from videonet.curation.sheets import Clip, contact_sheets
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import KEPT, REJECTED, STATUSES, clip_key
-from videonet.curation.write.rundir import SHARDS, join, read_audit, read_metadata
+from videonet.curation.write.rundir import SHARDS, final_rows, join, read_audit, read_metadata
 from videonet.curation.write.thumbs import read_thumb_facts, thumb_path
 from videonet.errors import UserError
 
@@ -98,7 +98,7 @@ def _clip_view(out: str, rows: pd.DataFrame, metadata: pd.DataFrame) -> str:
 
 def show(out: str, query: str) -> str:
     """The terminal view of the class or clip ``query`` in the run ``out``."""
-    audit = read_audit(out)
+    audit = final_rows(read_audit(out))  # a candidate retried by a rerun shows its final verdict
     metadata = read_metadata(out)
     wnids = _class_matches(audit, query)
     if wnids:  # a name shared by two classes (crane, the bird and the machine) shows both

@@ -1,12 +1,17 @@
 """Fetch a candidate's video to a local file: a local catalog path as is, a remote one through Beam's
 filesystems, a URL through yt-dlp.
 
-Downloads are bounded (format <= 360p, size and wall-time limits) and live in a temporary
+Downloads are bounded (a small H.264 format, at most 480p; size and wall-time limits) and live in a temporary
 directory that is removed on every path out, success or failure; the directories of a process
 that was killed (SIGKILL, OOM) are swept by the next run on the same machine. yt-dlp runs in a reused child
 process (an argument list, never a shell) that is killed at the wall-time limit: a server that stalls or
 trickles bytes below yt-dlp's socket timeout cannot hold a worker, and a response without a
 Content-Length cannot grow past the size limit (yt-dlp's ``max_filesize`` only checks a known length).
+Every download goes through a :class:`~videonet.curation.client.Session` (rate limit, adaptive
+throttle, retries of retriable failures); the child answers a failure with its class, so a 429 or a
+dropped connection is retried and a 404 is not. With ``--judge-prefix N`` only the first N seconds are
+fetched to judge (yt-dlp download ranges, through ffmpeg); the judge fetches the whole video only for
+a clip it keeps.
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
-SMALL_FORMAT = "best[height<=?360][ext=mp4]/best[height<=?360]/worst"
+from videonet.curation.client import ClientSettings, Failure, Session, failure_of, session
+
+# Video only (the classifier and the trainer never hear the sound; no merge, no ffmpeg), H.264 in mp4
+# (what PyAV decodes fastest), at most 480p (the classifier sees 224 px); then looser fallbacks.
+DEFAULT_FORMAT = ("bestvideo[height<=480][vcodec^=avc1][ext=mp4]/best[height<=480][vcodec^=avc1][ext=mp4]/"
+                  "bestvideo[height<=480][ext=mp4]/best[height<=?480][ext=mp4]/best[height<=?480]/worst")
 URL_SCHEMES = ("http://", "https://")  # what yt-dlp search results are; file://, ftp://, javascript: are refused
 
 
@@ -41,7 +51,22 @@ class QuietLogger:
 
 
 class FetchError(Exception):
-    """The video could not be fetched; the message is the audit reason."""
+    """The video could not be fetched; the message is the audit reason, ``failure`` its class
+    (permanent unless said otherwise: a missing local file does not come back by asking again)."""
+
+    def __init__(self, reason: str, failure: Failure | None = None):
+        super().__init__(reason)
+        self.failure = failure or Failure(reason, retriable=False)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A local copy of a candidate's video; ``duration`` is the source's word (yt-dlp's metadata) when
+    only a prefix was fetched, else None (probe the file)."""
+
+    path: str
+    duration: float | None = None
+    prefix: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,8 +76,13 @@ class FetchSettings:
     max_download_mb: float = field(default=200.0, metadata={"help": "Abort downloads larger than this.", "min": 0})
     download_timeout: float = field(default=300.0, metadata={"help": "Abort downloads taking longer (seconds).",
                                                              "min": 0})
+    download_format: str = field(default=DEFAULT_FORMAT, metadata={
+        "help": "yt-dlp format of a download (default: H.264 mp4, video only, at most 480p, with fallbacks)."})
+    judge_prefix: float = field(default=0.0, metadata={
+        "help": "Fetch only the first N seconds of a URL to judge it (0: the whole video), and the whole video only "
+                "for a kept clip. N must cover --frames frames and --min-duration; needs ffmpeg.", "min": 0})
     socket_timeout: float = field(default=30.0, metadata={"cli": False})
-    retries: int = field(default=2, metadata={"cli": False})
+    retries: int = field(default=2, metadata={"cli": False})  # yt-dlp's own retries inside one request
 
     @property
     def max_bytes(self) -> int:
@@ -67,9 +97,14 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).replace("ERROR: ", "").split())[:300]
 
 
-def _download(url: str, directory: str, limits: FetchSettings) -> str:
-    """Download in this process (the child's work); size and time are checked in the progress hook."""
+def _download(url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> dict:
+    """Download in this process (the child's work); size and time are checked in the progress hook.
+
+    ``params`` (cookies, proxy, ``--ytdlp`` ...) may change any yt-dlp option but the bounds and the
+    output place; ``prefix`` > 0 fetches only the first ``prefix`` seconds. Returns the answer line.
+    """
     import yt_dlp
+    from yt_dlp.utils import download_range_func
 
     started = time.monotonic()
 
@@ -81,12 +116,14 @@ def _download(url: str, directory: str, limits: FetchSettings) -> str:
             raise yt_dlp.utils.DownloadError(f"download exceeded the size limit of {limits.max_bytes} bytes")
 
     options = {
-        "format": SMALL_FORMAT,
-        "outtmpl": os.path.join(directory, "video.%(ext)s"),
-        "max_filesize": limits.max_bytes,
+        "format": limits.download_format,
         "socket_timeout": min(limits.socket_timeout, limits.max_seconds),
         "retries": limits.retries,
         "fragment_retries": limits.retries,
+        **params,
+        # the bounds and the place of the file are not the user's to change
+        "outtmpl": os.path.join(directory, "video.%(ext)s"),
+        "max_filesize": limits.max_bytes,
         "noplaylist": True,
         "quiet": True,
         "no_warnings": True,
@@ -95,15 +132,15 @@ def _download(url: str, directory: str, limits: FetchSettings) -> str:
         "logger": QuietLogger(),
         "overwrites": True,
     }
-    try:
-        with yt_dlp.YoutubeDL(options) as ydl:
-            ydl.extract_info(url, download=True)
-    except yt_dlp.utils.DownloadError as exc:
-        raise FetchError(_one_line(exc)) from None
+    if prefix:
+        options["download_ranges"] = download_range_func(None, [(0, prefix)])
+    with yt_dlp.YoutubeDL(options) as ydl:
+        info = ydl.extract_info(url, download=True) or {}
     files = [f for f in os.listdir(directory) if f.startswith("video.") and not f.endswith(".part")]
     if not files:  # yt-dlp skips (without error) a file over max_filesize
         raise FetchError(f"nothing downloaded (larger than {limits.max_bytes} bytes or no format)")
-    return os.path.join(directory, files[0])
+    duration = info.get("duration")
+    return {"path": os.path.join(directory, files[0]), "duration": float(duration) if duration else None}
 
 
 class _Downloader:
@@ -137,13 +174,13 @@ class _Downloader:
         line, self.pending = self.pending, b""
         return line
 
-    def fetch(self, url: str, directory: str, limits: FetchSettings) -> str:
+    def fetch(self, url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> Fetched:
         if not self.ready:  # importing yt-dlp is not part of any download's time
             if self._line(self.STARTUP_S) is None:
                 raise FetchError(f"downloader did not start within {self.STARTUP_S:g} s")
             self.ready = True
         self.served += 1
-        request = {"url": url, "directory": directory, "limits": asdict(limits)}
+        request = {"url": url, "directory": directory, "limits": asdict(limits), "params": params, "prefix": prefix}
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
@@ -152,14 +189,16 @@ class _Downloader:
             raise FetchError(f"downloader exited (code {self.proc.poll()})") from None
         data = self._line(limits.max_seconds)
         if data is None:
-            raise FetchError(f"download took longer than {limits.max_seconds:g} s (stopped)")
+            raise FetchError(f"download took longer than {limits.max_seconds:g} s (stopped)",
+                             Failure(f"download took longer than {limits.max_seconds:g} s (stopped)", retriable=True))
         try:
             answer = json.loads(data)
         except ValueError:
             raise FetchError(f"downloader answered garbage: {data[:80]!r}") from None
         if "error" in answer:
-            raise FetchError(answer["error"])
-        return answer["path"]
+            failure = Failure(**answer["error"])
+            raise FetchError(failure.reason, failure)
+        return Fetched(answer["path"], answer["duration"] if prefix else None, bool(prefix))
 
     def alive(self) -> bool:
         return self.proc.poll() is None and self.served < self.RECYCLE_AFTER
@@ -193,7 +232,7 @@ def _close_idle() -> None:
         downloader.kill()
 
 
-def _download_bounded(url: str, directory: str, limits: FetchSettings) -> str:
+def _download_bounded(url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> Fetched:
     """:func:`_download` in a child process that is killed at the wall-time limit."""
     with _idle_lock:
         downloader = _idle.pop() if _idle else None
@@ -203,9 +242,9 @@ def _download_bounded(url: str, directory: str, limits: FetchSettings) -> str:
     downloader = downloader or _Downloader()
     answered = False
     try:
-        path = downloader.fetch(url, directory, limits)
+        fetched = downloader.fetch(url, directory, limits, params, prefix)
         answered = True
-        return path
+        return fetched
     except FetchError:
         answered = True
         raise
@@ -221,7 +260,7 @@ def _child() -> None:
     """``python -m videonet.curation.judge.fetch``: serve download requests, one JSON line in, one JSON line out."""
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything yt-dlp prints goes to stderr, never into the answers
-    import yt_dlp  # noqa: F401  (before saying ready: the import is the slow part of starting)
+    import yt_dlp  # before saying ready: the import is the slow part of starting
 
     answers.write("ready\n")
     answers.flush()
@@ -229,11 +268,14 @@ def _child() -> None:
         request = json.loads(line)
         os.environ["TMPDIR"] = tempfile.tempdir = request["directory"]  # yt-dlp's own temp files too
         try:
-            answer = {"path": _download(request["url"], request["directory"], FetchSettings(**request["limits"]))}
+            answer = _download(request["url"], request["directory"], FetchSettings(**request["limits"]),
+                               request["params"], request["prefix"])
         except FetchError as exc:
-            answer = {"error": str(exc)}
+            answer = {"error": asdict(exc.failure)}
+        except yt_dlp.utils.DownloadError as exc:  # classified here: only this process sees the HTTP error
+            answer = {"error": asdict(failure_of(exc))}
         except Exception as exc:  # an extractor bug is this video's failure, not the run's
-            answer = {"error": _one_line(f"{type(exc).__name__}: {exc}")}
+            answer = {"error": asdict(failure_of(RuntimeError(f"{type(exc).__name__}: {exc}")))}
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
 
@@ -286,25 +328,38 @@ def sweep_stale_downloads(root: str | None = None) -> list[str]:
 
 
 @contextmanager
-def local_video(url: str | None, path: str | None, limits: FetchSettings = FetchSettings()) -> Iterator[str]:
-    """Yield a local file for the candidate; any temporary download or copy is deleted afterwards.
+def fetched_video(url: str | None, path: str | None, limits: FetchSettings = FetchSettings(),
+                  site: Session | None = None, prefix: float = 0.0) -> Iterator[Fetched]:
+    """Yield a local copy of the candidate's video; any temporary download or copy is deleted afterwards.
 
     A local catalog path is used in place; a remote one (``gs://``, ``s3://``, any scheme a Beam
-    filesystem is registered for) is copied through Beam's filesystems; a URL goes through yt-dlp.
+    filesystem is registered for) is copied through Beam's filesystems; a URL goes through yt-dlp,
+    paced and retried by ``site`` (default: one try, no rate limit), only its first ``prefix``
+    seconds if ``prefix`` > 0.
     """
     if path and "://" not in path:
         _check_local(path)
-        yield path
+        yield Fetched(path)
         return
     if not path and not url:
         raise FetchError("candidate has neither url nor path")
     if not path and not url.lower().startswith(URL_SCHEMES):
         raise FetchError(f"url scheme not allowed (http/https only): {url[:80]}")
+    site = site or session("download", ClientSettings(retry_attempts=1))
     directory = tempfile.mkdtemp(prefix=f"{_host_prefix()}{os.getpid()}-")
     try:
-        yield _copy_remote(path, directory, limits) if path else _download_bounded(url, directory, limits)
+        yield Fetched(_copy_remote(path, directory, limits)) if path else \
+            site.call(lambda: _download_bounded(url, directory, limits, site.params, prefix))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def local_video(url: str | None, path: str | None, limits: FetchSettings = FetchSettings(),
+                site: Session | None = None) -> Iterator[str]:
+    """The path of :func:`fetched_video` (the whole video)."""
+    with fetched_video(url, path, limits, site) as fetched:
+        yield fetched.path
 
 
 def _copy_remote(path: str, directory: str, limits: FetchSettings) -> str:

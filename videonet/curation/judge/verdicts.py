@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Sequence, Union
 
@@ -19,12 +19,13 @@ from apache_beam.io.filesystems import FileSystems
 
 from videonet.curation.candidates import duration_verdict
 from videonet.curation.judge.classifier import Classifier
-from videonet.curation.judge.fetch import FetchError, FetchSettings, local_video
+from videonet.curation.client import Session
+from videonet.curation.judge.fetch import FetchError, Fetched, FetchSettings, fetched_video
 from videonet.curation.judge.frames import DecodeError, check_complete, probe
 from videonet.curation.judge.scan import Scan, most_frequent, scan_clips
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import (
-    DECODE_ERROR, DOWNLOAD_ERROR, EXTRA_LABELS, OTHER_CLASS, REJECTED, TOO_SHORT, audit_row, kept_row,
+    DECODE_ERROR, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, OTHER_CLASS, REJECTED, TOO_SHORT, audit_row, kept_row,
 )
 from videonet.curation.write.rundir import WORK, join, write_atomic
 from videonet.curation.write.thumbs import write_thumbs
@@ -70,9 +71,15 @@ def winning_class(top1: Sequence[int], kept: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class FetchFailed:
-    """The video could not be fetched (never cached: a rerun tries again)."""
+    """The video could not be fetched (never cached); ``retriable``: asking again may cure it (a rerun
+    does), else the failure is permanent (a rerun leaves it audited)."""
 
     reason: str
+    retriable: bool = False
+
+    @classmethod
+    def of(cls, exc: FetchError) -> "FetchFailed":
+        return cls(str(exc), exc.failure.retriable)
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,8 @@ def verdict_rows(candidates: list[dict], result: ClipResult, staged: str | None,
                  multi_label: bool = False) -> list[dict]:
     """Apply the keep rule to each candidate of one clip; a clip passing several classes is kept once."""
     if isinstance(result, FetchFailed):
-        return [audit_row(c, DOWNLOAD_ERROR, result.reason) for c in candidates]
+        return [audit_row(c, DOWNLOAD_RETRIABLE if result.retriable else DOWNLOAD_ERROR, result.reason)
+                for c in candidates]
     if isinstance(result, Undecodable):
         return [audit_row(c, DECODE_ERROR, result.reason) for c in candidates]
     if isinstance(result, TooShort):
@@ -208,12 +216,27 @@ def _is_download(candidates: list[dict]) -> bool:
     return not candidates[0].get("path")
 
 
+def _stage(out: str, identity: str, candidate: dict, judged: Fetched, fetch: FetchSettings,
+           site: Session | None) -> FetchFailed | None:
+    """Stage a kept download for the shard writer: the file judged or, when a prefix was judged, the
+    whole video (fetched now, only for a kept clip); a failure to fetch it is the clip's result."""
+    try:
+        whole = nullcontext(judged) if not judged.prefix else fetched_video(candidate["url"], None, fetch, site)
+        with whole as video, open(video.path, "rb") as fh:
+            write_atomic(staging_path(out, identity), fh.read())
+    except FetchError as exc:
+        return FetchFailed.of(exc)
+    return None
+
+
 def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, settings: JudgeSettings,
-                fetch: FetchSettings, min_duration: float, out: str) -> list[dict]:
-    """Verdict rows for a batch of ``(video identity, candidates)`` clip jobs; ``out`` is the run dir."""
+                fetch: FetchSettings, min_duration: float, out: str, site: Session | None = None) -> list[dict]:
+    """Verdict rows for a batch of ``(video identity, candidates)`` clip jobs; ``out`` is the run dir,
+    ``site`` paces and retries the downloads (and tallies their requests)."""
     results: dict[int, ClipResult] = {}
+    unstaged_failures: dict[int, FetchFailed] = {}  # judged and kept, but the whole video could not be fetched
     probed: dict[int, tuple[float | None, float | None, tuple[int, ...]]] = {}
-    to_scan: list[tuple[int, str, set[int]]] = []
+    to_scan: list[tuple[int, Fetched, set[int]]] = []
     with ExitStack() as stack:
         for i, (identity, candidates) in enumerate(jobs):
             wanted = {c["class_index"] for c in candidates}
@@ -224,32 +247,36 @@ def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, sett
                 results[i] = cached
                 continue
             first, key = candidates[0], tuple(sorted(wanted))
+            prefix = fetch.judge_prefix if _is_download(candidates) else 0.0
             try:
-                local = stack.enter_context(local_video(first.get("url"), first.get("path"), fetch))
-                info = probe(local)
+                got = stack.enter_context(fetched_video(first.get("url"), first.get("path"), fetch, site, prefix))
+                info = probe(got.path)
             except FetchError as exc:
-                results[i] = FetchFailed(str(exc))
+                results[i] = FetchFailed.of(exc)
                 continue
             except DecodeError as exc:
                 results[i] = Undecodable(str(exc), key)
                 continue
-            if duration_verdict(info.duration, min_duration) is False:
-                results[i] = TooShort(info.duration, info.fps, key)
+            duration = got.duration or info.duration  # a prefix's own duration is the prefix's
+            if duration_verdict(duration, min_duration) is False:
+                results[i] = TooShort(duration, info.fps, key)
                 continue
             try:
-                check_complete(local)
+                check_complete(got.path)
             except DecodeError as exc:
-                results[i] = Undecodable(str(exc), key, info.duration, info.fps)
+                results[i] = Undecodable(str(exc), key, duration, info.fps)
                 continue
-            probed[i] = (info.duration, info.fps, key)
-            to_scan.append((i, local, wanted))
-        scans = scan_clips(classifier, [(local, wanted) for _, local, wanted in to_scan], settings.frames,
+            probed[i] = (duration, info.fps, key)
+            to_scan.append((i, got, wanted))
+        scans = scan_clips(classifier, [(got.path, wanted) for _, got, wanted in to_scan], settings.frames,
                            settings.chunk, decode_timeout_s=settings.decode_timeout) if to_scan else []
-        for (i, local, wanted), scan in zip(to_scan, scans):
+        for (i, got, wanted), scan in zip(to_scan, scans):
             results[i] = _scanned(probed[i], scan)
-            if isinstance(results[i], Scanned) and wanted & set(scan.top1) and _is_download(jobs[i][1]):
-                with open(local, "rb") as fh:
-                    write_atomic(staging_path(out, jobs[i][0]), fh.read())
+            identity, candidates = jobs[i]
+            if isinstance(results[i], Scanned) and wanted & set(scan.top1) and _is_download(candidates):
+                failed = _stage(out, identity, candidates[0], got, fetch, site)
+                if failed is not None:
+                    unstaged_failures[i] = failed
     rows = []
     fresh = {i: scan for (i, _, _), scan in zip(to_scan, scans)}  # a cached clip keeps its first thumbnails
     for i, (identity, candidates) in enumerate(jobs):
@@ -257,7 +284,7 @@ def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, sett
         if not isinstance(result, FetchFailed):
             write_atomic(cache_path(out, identity), encode_result(result))
         staged = staging_path(out, identity) if _is_download(candidates) else None
-        judged = verdict_rows(candidates, result, staged, min_duration, settings.multi_label)
+        judged = verdict_rows(candidates, unstaged_failures.get(i, result), staged, min_duration, settings.multi_label)
         if i in fresh:
             write_thumbs(out, judged, fresh[i])
         rows += judged

@@ -8,8 +8,8 @@ a hit the engine returned loosely is audited as ``title_mismatch`` rather than s
 title-matched candidates), so the depth per term adapts: a class with one term reads deep, a class
 whose first term fills it never queries the others.
 
-Sources are a registry: a new one is one module with a ``source(arg, settings)`` factory plus one
-entry in :data:`SOURCES`.
+Sources are a registry: a new one is one module with a ``source(arg, settings, client)`` factory plus
+one entry in :data:`SOURCES` (``client``: how to reach a site, for sources that do).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Generator, Protocol
 import pyarrow as pa
 
 from videonet.curation.candidates import ClassCandidates, class_fields, hit_candidates
+from videonet.curation.client import ClientSettings, Failure, Session, failure_of, session
 from videonet.curation.vocabulary.classes import ImageNetClass
-from videonet.curation.write.records import AUDIT_SCHEMA, SEARCH_ERROR, audit_row
+from videonet.curation.write.records import AUDIT_SCHEMA, SEARCH_ERROR, SEARCH_RETRIABLE, audit_row
 from videonet.errors import UserError
 
 Hit = dict  # id, title, url | path, duration?, uploader?
@@ -71,7 +72,7 @@ class SearchSettings:
         "help": "Where the demo source writes its clips (default: cache)."})
 
 
-# name -> module with a ``source(arg: str | None, settings: SearchSettings) -> Source`` factory
+# name -> module with a ``source(arg: str | None, settings: SearchSettings, client: ClientSettings) -> Source`` factory
 SOURCES = {
     "youtube": "videonet.curation.search.youtube",
     "catalog": "videonet.curation.search.catalog",
@@ -79,12 +80,12 @@ SOURCES = {
 }
 
 
-def make_source(settings: SearchSettings) -> Source:
+def make_source(settings: SearchSettings, client: ClientSettings = ClientSettings()) -> Source:
     """The source named by ``--source NAME`` or ``--source NAME:ARG`` (nothing is read or written yet)."""
     name, _, arg = settings.source.partition(":")
     if name not in SOURCES or (name == "catalog") != bool(arg):
         raise UserError(f"--source {settings.source!r}: expected youtube, catalog:PATH or demo")
-    return importlib.import_module(SOURCES[name]).source(arg or None, settings)
+    return importlib.import_module(SOURCES[name]).source(arg or None, settings, client)
 
 
 def stable_id(text: str) -> str:
@@ -92,41 +93,73 @@ def stable_id(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def search_error_row(cls: ImageNetClass, term: str, source: str, run_id: str, exc: Exception) -> dict:
-    """The audit row of a failed search request (network, extractor or catalog failure): the run goes on."""
+def search_error_row(cls: ImageNetClass, term: str, source: str, run_id: str, failure: Failure) -> dict:
+    """The audit row of a failed search request (network, extractor or catalog failure): the run goes
+    on; a retriable failure (429, 5xx, timeout, bot check) is ``search_retriable``, which a rerun retries."""
     row = {**class_fields(cls), "term": term, "id": f"search:{term}", "source": source, "run_id": run_id}
-    return audit_row(row, SEARCH_ERROR, " ".join(str(exc).split())[:300])
+    return audit_row(row, SEARCH_RETRIABLE if failure.retriable else SEARCH_ERROR, failure.reason)
+
+
+class _TermPages:
+    """A term's pages as paced, retried requests: a generator that raised is finished, so a retry
+    reopens the term's results and skips the pages already read (a source that pages by offset
+    answers that without asking the site again; yt-dlp's search asks again for them)."""
+
+    def __init__(self, source: Source, term: str, size: int):
+        self.source, self.term, self.size = source, term, size
+        self.pages: Generator[list[Hit], None, None] | None = None
+        self.read = 0
+
+    def next(self) -> list[Hit] | None:
+        if self.pages is None:
+            self.pages = self.source.pages(self.term, self.size)
+            for _ in range(self.read):
+                next(self.pages)
+        try:
+            page = next(self.pages, None)
+        except Exception:
+            self.close()
+            raise
+        self.read += page is not None
+        return page
+
+    def close(self) -> None:
+        if self.pages is not None:
+            self.pages.close()
+            self.pages = None
 
 
 def search_class(cls: ImageNetClass, source: Source, candidates: ClassCandidates, page_size: int,
-                 run_id: str) -> tuple[list[dict], dict]:
+                 run_id: str, site: Session | None = None) -> tuple[list[dict], dict]:
     """Search one class until it is full: its terms in table order, each page by page.
 
     Stops when ``candidates`` holds its cap (``cap reached``), else when every term has run out of
-    results (``exhausted``) or failed (``search error``: a failed request ends that term, audited,
-    and the next term is tried). Returns the candidate and audit rows, and the class's search
-    facts (a :data:`SEARCH_SCHEMA` row).
+    results (``exhausted``) or failed (``search error``: a request that still fails after ``site``'s
+    retries ends that term, audited, and the next term is tried). Returns the candidate and audit
+    rows, and the class's search facts (a :data:`SEARCH_SCHEMA` row); ``site`` (default: one try,
+    no rate limit) paces the requests and tallies them, retries and failed ones included.
     """
+    site = site or session("search", ClientSettings(retry_attempts=1))
     rows: list[dict] = []
-    requests = hits = 0
+    hits = 0
     failed = False
     for term in cls.terms:
         if candidates.full:
             break
-        with closing(source.pages(term, page_size)) as pages:
+        with closing(_TermPages(source, term, page_size)) as pages:
             while not candidates.full:
                 try:
-                    page = next(pages, None)
+                    page = site.call(pages.next)
                 except Exception as exc:
-                    requests += 1  # a failed request counts against the rate limit too
-                    rows.append(search_error_row(cls, term, source.name, run_id, exc))
+                    rows.append(search_error_row(cls, term, source.name, run_id, failure_of(exc)))
                     failed = True
                     break
-                if page is None:  # the term's results ended with the previous page
+                if page is None:  # the term's results ended with the previous page: nothing was asked
+                    site.tally.not_sent()
                     break
-                requests, hits = requests + 1, hits + len(page)
+                hits += len(page)
                 rows += [candidates.admit(c) for c in hit_candidates(cls, term, page, source.name, run_id)]
     stop = CAP_REACHED if candidates.full else SEARCH_FAILED if failed else EXHAUSTED
     facts = {**class_fields(cls), "run_id": run_id, "source": source.name, "search_stop": stop,
-             "search_requests": requests, "search_hits": hits}
+             "search_requests": site.tally.requests, "search_hits": hits}
     return rows, facts

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Generator
 
 from videonet.curation.candidates import normalize_words, term_forms
+from videonet.curation.client import ClientSettings
 from videonet.curation.search import SearchSettings, stable_id
 from videonet.errors import UserError
 
@@ -200,6 +201,6 @@ class CatalogSource:
         return [dict(row, reason=f"catalog row {row['row']}: {row['reason']}") for row in self._invalid]
 
 
-def source(arg: str | None, settings: SearchSettings) -> CatalogSource:
+def source(arg: str | None, settings: SearchSettings, client: ClientSettings) -> CatalogSource:
     """``--source catalog:PATH``, its paths confined to ``--catalog-root`` when given."""
     return CatalogSource(arg, root=settings.catalog_root)

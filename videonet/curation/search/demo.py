@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videonet.curation.client import ClientSettings
 from videonet.curation.search import SearchSettings
 from videonet.curation.search.catalog import CatalogSource
 from videonet.errors import UserError
@@ -129,7 +130,7 @@ class DemoSource(CatalogSource):
         build_demo_catalog(Path(self.path).parent)
 
 
-def source(arg: str | None, settings: SearchSettings) -> DemoSource:
+def source(arg: str | None, settings: SearchSettings, client: ClientSettings) -> DemoSource:
     """``--source demo``: the catalog path is known now, the clips are built only when a run starts."""
     directory = demo_directory(settings.demo_dir)
     return DemoSource(str(directory / "catalog.csv"), root=str(directory), name="demo")

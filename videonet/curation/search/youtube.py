@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from typing import Generator
 
+from videonet.curation.client import ClientSettings, ydl_params
 from videonet.curation.search import SearchSettings, stable_id
 
 
@@ -31,10 +32,12 @@ class YoutubeSource:
     ``template`` (``--search-template``) is any yt-dlp URL with ``{n}`` and ``{term}``: ``ytsearch{n}:{term}`` by default,
     ``ytsearchdate{n}:{term}`` for recency, or a feed URL that yt-dlp's extractors understand. ``{n}``
     becomes ``all``: the results are one lazy yt-dlp playlist per term, read page by page, so yt-dlp
-    fetches each results page of YouTube once and only as deep as the class needs.
+    fetches each results page of YouTube once and only as deep as the class needs. ``client``: cookies,
+    proxy (picked by the worker process that searches), player client, ``--ytdlp`` options.
     """
 
     template: str
+    client: ClientSettings = field(default_factory=ClientSettings)
     socket_timeout: float = 30.0
     name: str = "youtube"
 
@@ -46,8 +49,8 @@ class YoutubeSource:
         from videonet.curation.judge.fetch import QuietLogger
 
         query = self.template.format(n="all", term=term if self.template.startswith("ytsearch") else quote_plus(term))
-        options = {"extract_flat": "in_playlist", "skip_download": True, "quiet": True, "no_warnings": True,
-                   "socket_timeout": self.socket_timeout, "logger": QuietLogger()}
+        options = {"socket_timeout": self.socket_timeout, **ydl_params(self.client), "extract_flat": "in_playlist",
+                   "skip_download": True, "quiet": True, "no_warnings": True, "logger": QuietLogger()}
         with yt_dlp.YoutubeDL(options) as ydl:
             # process=False: the playlist's entries stay yt-dlp's lazy generator (a search extractor
             # requests its next results page only when the entries before it have been read).
@@ -66,6 +69,6 @@ class YoutubeSource:
         return []
 
 
-def source(arg: str | None, settings: SearchSettings) -> YoutubeSource:
-    """``--source youtube``: yt-dlp search with ``--search-template``."""
-    return YoutubeSource(template=settings.search_template)
+def source(arg: str | None, settings: SearchSettings, client: ClientSettings) -> YoutubeSource:
+    """``--source youtube``: yt-dlp search with ``--search-template``, reaching YouTube as ``client`` says."""
+    return YoutubeSource(template=settings.search_template, client=client)

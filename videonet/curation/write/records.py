@@ -19,8 +19,22 @@ REJECTED = "rejected_by_classifier"
 INVALID_ROW = "invalid_catalog_row"
 SEARCH_ERROR = "search_error"
 OTHER_CLASS = "kept_for_other_class"  # one class per video: the video is kept under the class that won it
-STATUSES = (KEPT, TITLE_MISMATCH, DUPLICATE, OVER_CAP, TOO_SHORT, DOWNLOAD_ERROR, DECODE_ERROR, REJECTED,
-            OTHER_CLASS, INVALID_ROW, SEARCH_ERROR)
+# Failures that asking again may cure (429, 5xx, timeouts, resets, bot checks), still failing after
+# --retry-attempts: a rerun tries them again, so they are never a candidate's last word on resume.
+DOWNLOAD_RETRIABLE = "download_retriable"
+SEARCH_RETRIABLE = "search_retriable"
+RETRIABLE_STATUSES = (DOWNLOAD_RETRIABLE, SEARCH_RETRIABLE)
+STATUSES = (KEPT, TITLE_MISMATCH, DUPLICATE, OVER_CAP, TOO_SHORT, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DECODE_ERROR,
+            REJECTED, OTHER_CLASS, INVALID_ROW, SEARCH_ERROR, SEARCH_RETRIABLE)
+
+
+
+def settles(status: str) -> bool:
+    """Whether an audit row decides its candidate for good, so that a rerun skips it: not a retriable
+    failure (a rerun tries again), nor a ``duplicate`` row (it says only that the video was met again;
+    the candidate's own row decides)."""
+    return status not in RETRIABLE_STATUSES and status != DUPLICATE
+
 
 _CANDIDATE_FIELDS = [
     ("run_id", pa.string()),

@@ -7,12 +7,16 @@ Layout under ``--out`` (any Beam filesystem: local, gs://, s3://)::
     audit/<part>.parquet       the 'kept' audit rows of <part>
     audit/drops-<run>-*.parquet  every dropped candidate with its status and reason
     search/<run>.parquet       per class: why its search stopped and how many requests it spent
+    requests/<run>.parquet     what the requests cost: per class searched and batch judged (requests, 429s, waits)
     report/                    retention tables, summary and report.html
     _work/                     scan cache and staged downloads (safe to delete after a run)
 
 A part is committed by writing the tar, then its kept audit rows, then its metadata, each to a
 temporary name renamed into place; a part without metadata is an interrupted commit and is
 removed by :func:`recover`, so a kill never leaves a half-visible or duplicated clip.
+
+The audit keeps its history: a candidate whose download failed retriably in one run and was kept in
+the next has both rows; :func:`final_rows` gives each candidate's latest, its final status.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from videonet.curation.write.records import AUDIT_SCHEMA, EXTRA_LABELS, KEPT, METADATA_SCHEMA, audit_row
 
 SHARDS, METADATA, AUDIT, SEARCH, REPORT, WORK = "shards", "metadata", "audit", "search", "report", "_work"
+REQUESTS = "requests"
 
 
 def join(*parts: str) -> str:
@@ -106,7 +111,7 @@ def recover(out: str) -> list[str]:
     removed = []
     for directory in (SHARDS, AUDIT, METADATA):
         removed += _list(join(out, directory), "*.tmp")
-    beam_written = (AUDIT, SEARCH)  # a killed run's unfinished audit or search-facts write
+    beam_written = (AUDIT, SEARCH, REQUESTS)  # a killed run's unfinished audit, search-facts or requests write
     beam_temp = [p for directory in beam_written for p in _list(join(out, directory), "beam-temp-*/*")]
     removed += beam_temp
     committed = {posixpath.basename(p)[: -len(".parquet")] for p in _list(join(out, METADATA), "*.parquet")}
@@ -151,6 +156,19 @@ def read_table(out: str, directory: str, schema: pa.Schema):
 
 def read_audit(out: str):
     return read_table(out, AUDIT, AUDIT_SCHEMA)
+
+
+def final_rows(audit):
+    """The rows of each candidate's (class, video) latest run: its final status.
+
+    A rerun writes rows only for candidates it decided again (those left retriable), so a candidate's
+    latest run holds its last word; within one run a candidate may also have a ``duplicate`` row (its
+    video met again by another term), which stays. Run ids start with a UTC time stamp; a row of an
+    older videonet has none and comes first. The history stays on disk; readers that count use this.
+    """
+    run = audit["run_id"].fillna("")
+    latest = run.groupby([audit["wnid"].fillna(""), audit["id"]]).transform("max")
+    return audit[run == latest]
 
 
 def read_metadata(out: str):

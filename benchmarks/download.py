@@ -1,0 +1,83 @@
+"""Download only what is needed: a prefix to judge (--judge-prefix), the whole video only for kept clips.
+
+    python benchmarks/download.py [--videos 5] [--seconds 180] [--prefix 20] [--kept-share 0.24] [--mbps 40]
+
+Serves a long H.264 clip (the demo's bikes clip looped to ``--seconds`` by ffmpeg, stream copy) from
+the loopback server of ``tests/flakyserver.py`` (byte ranges, as video hosts serve; ``--mbps`` per
+connection, a network's bandwidth, so that time means something and socket buffers do not hide what a
+client left unread), then fetches it
+``--videos`` times whole and ``--videos`` times as a ``--prefix`` s prefix, interleaved, through the
+real yt-dlp path (``fetched_video``). It reports bytes the server sent and wall time per video for
+each side, and the cost of a judged candidate with and without a prefix when ``--kept-share`` of the
+candidates are kept (the paper kept about 24%): without, every candidate costs a whole video; with,
+every candidate costs a prefix and a kept one a whole video too. Last line: ``RATIO``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import demo_clips, machine_line, target_line
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import flakyserver  # noqa: E402  (tests/flakyserver.py: the loopback web of the tests)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=180.0)
+    parser.add_argument("--prefix", type=float, default=20.0)
+    parser.add_argument("--kept-share", type=float, default=0.24)
+    parser.add_argument("--mbps", type=float, default=40.0, help="Megabits per second per connection.")
+    args = parser.parse_args()
+    from videonet.curation.judge.fetch import FetchSettings, fetched_video
+    from videonet.curation.judge.frames import probe
+
+    print(machine_line())
+    work = Path(tempfile.mkdtemp(prefix="videonet-bench-download-"))
+    clip = work / "long.mp4"
+    loops = int(args.seconds // probe(str(demo_clips() / "bikes.mp4")).duration)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-stream_loop", str(loops), "-i", str(demo_clips() / "bikes.mp4"),
+                    "-c", "copy", "-movflags", "+faststart", str(clip)], check=True)
+    info = probe(str(clip))
+    print(f"clip: {info.duration:.0f} s, {info.width}x{info.height} at {info.fps:g} fps, "
+          f"{clip.stat().st_size / 1e6:.1f} MB (H.264 mp4, index first), served at {args.mbps:g} Mbit/s")
+    base, log, stop = flakyserver.serve(work, clip, bytes_per_s=args.mbps * 1e6 / 8)
+    cost: dict[str, list[tuple[int, float]]] = {"whole": [], "prefix": []}
+    try:
+        for n in range(args.videos):
+            for side, prefix in (("whole", 0.0), ("prefix", args.prefix)):
+                before, started = log.sent_bytes, time.perf_counter()
+                with fetched_video(f"{base}/clip.mp4?{side}={n}", None, FetchSettings(), prefix=prefix) as got:
+                    frames = probe(got.path)
+                cost[side].append((log.sent_bytes - before, time.perf_counter() - started))
+            if n == 0:
+                print(f"prefix file: {frames.duration:.1f} s at {frames.fps:g} fps "
+                      f"({frames.duration * frames.fps:.0f} frames >= the 100 the judge classifies)")
+    finally:
+        stop()
+    med = {side: (statistics.median(b for b, _ in rows), statistics.median(t for _, t in rows))
+           for side, rows in cost.items()}
+    for side, (nbytes, seconds) in med.items():
+        print(f"{side:>6}: {nbytes / 1e6:7.2f} MB sent, {seconds:6.2f} s per video (median of {args.videos})")
+    k = args.kept_share
+    for i, unit in ((0, "bytes"), (1, "time")):
+        without, with_prefix = med["whole"][i], med["prefix"][i] + k * med["whole"][i]
+        print(f"per judged candidate ({unit}), {k:.0%} kept: whole videos {without:.3g}, prefix + kept whole "
+              f"{with_prefix:.3g} ({1 - with_prefix / without:.0%} saved)")
+    ratio = med["whole"][0] / (med["prefix"][0] + k * med["whole"][0])
+    print(target_line(f"bytes per judged candidate, whole / prefix ({args.prefix:g} s) + {k:.0%} kept whole",
+                      ratio, 2.0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
