@@ -9,7 +9,8 @@ per view is not that of decoding the video.
   loader code: metadata, frame times from the sampler, :func:`~videonet.vito.data.decode_frames`,
   BYOL's augmentations at ``--image-size``), split into ``seek + decode`` and ``augment``;
 - ``decode every frame``: the baseline, every frame of each clip decoded and converted to RGB,
-  the way a loader that reads whole clips would.
+  the way a loader that reads whole clips would; in views/s that is ``--views`` views per clip
+  decoded, the ratio's denominator.
 
 Per core = per second of this process's CPU time (one torch thread; the loader's DataLoader
 workers each run one). Clips and sides are interleaved; the whole set is run ``--repeats`` times.
@@ -68,7 +69,7 @@ def main() -> None:
         return count
 
     spent = {"loader": 0.0, "seek + decode": 0.0, "decode every frame": 0.0}
-    views = frames = 0
+    views = frames = whole_clips = 0
     for repeat in range(args.repeats):
         for i in range(args.samples):
             raw = raws[i % len(raws)]
@@ -81,6 +82,7 @@ def main() -> None:
                 counted = []
                 spent["decode every frame"] += cpu_seconds(lambda: counted.append(decode_all(raw["mp4"])))
                 frames += counted[0]
+                whole_clips += 1
     loader_rate = views / spent["loader"]
     print(f"{args.samples} clips x {args.repeats} repeats, {args.views} views each at {args.image_size} px "
           f"({', '.join(f'{k} {v:.1f} s' for k, v in durations.items())})")
@@ -89,10 +91,11 @@ def main() -> None:
     print(f"| loader: seek + decode + augment | {loader_rate:.1f} views/s |")
     print(f"|   seek + decode only | {views / spent['seek + decode']:.1f} views/s |")
     print(f"|   augment only (loader - seek + decode) | {views / (spent['loader'] - spent['seek + decode']):.1f} views/s |")
-    print(f"| decode every frame (baseline) | {frames / spent['decode every frame']:.1f} frames/s |")
+    baseline = args.views * whole_clips / spent["decode every frame"]
+    print(f"| decode every frame (baseline) | {frames / spent['decode every frame']:.1f} frames/s = "
+          f"{baseline:.1f} views/s ({args.views} per clip) |")
     print(f"  a GPU training at G images/s needs G / {loader_rate:.1f} loader cores (one view = one image)")
-    print(f"RATIO loader views/s / decode-every-frame frames/s per core: "
-          f"{loader_rate / (frames / spent['decode every frame']):.2f}x")
+    print(f"RATIO loader views/s / decode-every-frame views/s per core: {loader_rate / baseline:.2f}x")
 
 
 if __name__ == "__main__":
