@@ -187,6 +187,7 @@ def _curate_held(out: str, settings: CurateSettings) -> dict:
     from videonet.curation.report import build_report
     from videonet.curation.search import make_source
     from videonet.curation.vocabulary.classes import parse_classes
+    from videonet.curation.write.resume import mark_finished, settings_key, unfinished
     from videonet.curation.write.rundir import WORK, join, recover
     from videonet.pipelines.curate import acquire_classifier, run
 
@@ -200,7 +201,14 @@ def _curate_held(out: str, settings: CurateSettings) -> dict:
     # Fail fast, in one line, on weights that cannot be loaded, before any search or download; on
     # the local runner the DoFns then reuse this very model through the Shared handle.
     model = acquire_classifier(shared, settings.classifier) if settings.runner.local else None
-    run(settings, classes, source, state, shared)
+    key = settings_key(settings)
+    todo = unfinished(state.out, key, classes)
+    if len(todo) < len(classes):
+        print(f"resuming {state.out}: {len(classes) - len(todo)} classes finished by an earlier run with these "
+              "settings are not searched again")
+    if todo:
+        run(settings, todo, source, state, shared)
+        mark_finished(state.out, state.run_id, key, todo)
     del model
     staging = join(state.out, WORK, "staging")
     if FileSystems.exists(staging):  # every staged download is inside a committed shard now
