@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from common import QUERIES, demo_clips, machine_line
+from videonet.curation.judge.verdicts import keep_decision  # imported first: fail before minutes of timing
 
 Top1 = Callable[[np.ndarray], np.ndarray]  # uint8 NHWC batch -> top-1 labels
 
@@ -91,8 +92,6 @@ def engines(name: str, weights: str | None, threads: int, bf16: bool, tmp: Path)
 
 def decisions(labels: np.ndarray, clip_frames: dict[str, slice]) -> list[bool]:
     """Keep decision of each demo query (``common.QUERIES``) on the frames classified."""
-    from videonet.curation.judge.verdicts import keep_decision
-
     return [keep_decision(labels[clip_frames[clip]].tolist(), wanted).kept for clip, wanted in QUERIES]
 
 
