@@ -149,7 +149,7 @@ _PERMANENT = re.compile(
 _RETRIABLE = re.compile(
     r"not a bot|too many requests|timed out|timeout|took longer than|connection (?:reset|refused|aborted)|"
     r"remote end closed|remotedisconnected|broken pipe|incompleteread|bytes read|temporar(?:y|ily)|"
-    r"name resolution|network is unreachable|try again later|rate.?limit|downloader exited|did not start",
+    r"name resolution|network is unreachable|try again later|rate.?limit",
     re.I)
 
 
@@ -197,7 +197,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
         return None
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """An error as one short audit reason (yt-dlp's "ERROR: " prefix and line breaks dropped)."""
     return " ".join(str(text).replace("ERROR: ", "").split())[:300]
 
 
@@ -222,7 +223,7 @@ def failure_of(exc: BaseException) -> Failure:
         exc_info = getattr(cause, "exc_info", None)
         chain += [getattr(cause, "cause", None), cause.__cause__, cause.__context__,
                   exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None]
-    reason = _one_line(str(exc) or type(exc).__name__)
+    reason = one_line(str(exc) or type(exc).__name__)
     return Failure(reason, classify(reason, status), status, retry_after)
 
 

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
 
-from videonet.curation.client import ClientSettings, Failure, Session, failure_of, session
+from videonet.curation.client import ClientSettings, Failure, Session, failure_of, one_line, session
 
 # Video only (the classifier and the trainer never hear the sound; no merge, no ffmpeg), H.264 in mp4
 # (what PyAV decodes fastest), at most 480p (the classifier sees 224 px); then looser fallbacks.
@@ -91,10 +91,6 @@ class FetchSettings:
     @property
     def max_seconds(self) -> float:
         return self.download_timeout
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).replace("ERROR: ", "").split())[:300]
 
 
 def _download(url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> dict:
@@ -376,7 +372,7 @@ def _copy_remote(path: str, directory: str, limits: FetchSettings) -> str:
     except FetchError:
         raise
     except Exception as exc:  # Beam wraps each backend's "not found" differently
-        raise FetchError(_one_line(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")) from None
+        raise FetchError(one_line(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")) from None
     return target
 
 
