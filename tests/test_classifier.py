@@ -306,3 +306,22 @@ def test_engine_choice(monkeypatch):
     assert resolve_engine("auto", "cpu", "bf16", compile=False, fold=True) == "torch"
     with pytest.raises(UserError, match=r"videonet\[openvino\]"):
         resolve_engine("openvino", "cpu", "bf16", compile=False, fold=True)
+
+
+def test_the_openvino_engine_sends_no_telemetry_and_writes_nothing_in_home(tmp_path):
+    """OpenVINO's import sends a usage event and writes ~/intel unless told not to; videonet's engine
+    must do neither (CI=true would hide it: openvino-telemetry stays off in CI, so it is removed here)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    env["HOME"] = str(tmp_path)
+    code = ("import numpy as np\n"
+            "from videonet.curation.judge.classifier import load_classifier\n"
+            "c = load_classifier('efficientnet-lite0', device='cpu', precision='fp32', engine='openvino')\n"
+            "print(c.engine, c.top1(np.zeros((1, 224, 224, 3), np.uint8))[0].shape)\n")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[0] == "openvino"
+    assert list(tmp_path.rglob("*")) == []

@@ -23,6 +23,22 @@ import numpy as np
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}  # videonet precision -> OpenVINO inference precision hint
 
 
+def import_openvino():
+    """``import openvino`` without its telemetry.
+
+    Importing OpenVINO's converter sends a usage event to Google Analytics unless the user opted out,
+    and writes a client id under ``~/intel`` (openvino-telemetry's opt-out default). A dataset tool
+    that picks the engine by itself must not do either, so ``openvino_telemetry`` is made
+    unimportable first: OpenVINO then falls back to its own no-op stub.
+    """
+    import sys
+
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]  # None: ImportError on import
+    import openvino
+
+    return openvino
+
+
 def openvino_available() -> bool:
     """Whether the optional ``openvino`` package is importable (without importing it)."""
     return importlib.util.find_spec("openvino") is not None
@@ -38,7 +54,7 @@ class OpenVINOModel:
 
     def __init__(self, model: "torch.nn.Module", mean: Sequence[float], std: Sequence[float],  # noqa: F821
                  precision: str, threads: int, size: int = 224):
-        import openvino as ov
+        ov = import_openvino()
         import torch
         from openvino.preprocess import PrePostProcessor
 
