@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import TEST_CHUNK, TEST_FRAMES, curate_options
 from videonet.curation.judge.frames import iter_frames
 from videonet.curation.judge.scan import THUMB_PX, scan_clips
-from videonet.curation.show import show
+from videonet.curation.report.show import show
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import REJECTED, clip_key
 from videonet.curation.write.rundir import read_audit, read_metadata

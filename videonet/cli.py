@@ -151,7 +151,7 @@ def show(
 ) -> None:
     """Print why a class kept what it kept (counts, kept clips with their matched frames and shards,
     some rejected clips with their reasons), or every verdict on one clip."""
-    from videonet.curation.show import show as render
+    from videonet.curation.report.show import show as render
 
     typer.echo(render(_run_dir(out), query))
 

@@ -27,7 +27,7 @@ from videonet.curation.write.records import (
     TITLE_MISMATCH,
 )
 from videonet.curation.judge.scan import THUMB_PX
-from videonet.curation.sheets import Clip, Sheet, contact_sheets
+from videonet.curation.report.sheets import Clip, Sheet, contact_sheets
 from videonet.curation.vocabulary.classes import class_name, imagenet1k
 from videonet.curation.write.thumbs import THUMBS
 
@@ -160,7 +160,7 @@ def _asset(name: str) -> str:
     """A file of the package's report assets (inlined: the page works offline and from any bucket)."""
     from importlib.resources import files
 
-    return files("videonet.curation").joinpath("assets", name).read_text(encoding="utf-8")
+    return files("videonet.curation.report").joinpath("assets", name).read_text(encoding="utf-8")
 
 
 def _class_table(table: pd.DataFrame, linked: set[str]) -> str:

@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from videonet.curation.sheets import Clip, contact_sheets
+from videonet.curation.report.sheets import Clip, contact_sheets
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import KEPT, REJECTED, STATUSES, clip_key
 from videonet.curation.write.rundir import SHARDS, final_rows, join, read_audit, read_metadata
