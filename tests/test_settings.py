@@ -39,7 +39,7 @@ def test_each_option_reaches_its_stage():
 
 
 def test_option_names_are_unique_and_internal_fields_stay_off_the_command_line():
-    names = [f.name for f, _ in option_fields()]
+    names = [f.name for _, f, _ in option_fields()]
     assert len(names) == len(set(names))
     assert "socket_timeout" not in names and "retries" not in names
     every = [f.name for _, section in sections_of(CurateSettings) for f in dataclasses.fields(section)]

@@ -74,7 +74,7 @@ def _settings_options(command):
 
     Like img2dataset's ``download()`` signature being its CLI: each option's name, default and help
     are the field's, written once in the stage that owns it (``videonet.curation.run.CurateSettings``).
-    The command receives them as keyword arguments. A ``tuple[str, ...]`` field is a repeatable option
+    The command receives them as keyword arguments; ``--help`` groups them by stage. A ``tuple[str, ...]`` field is a repeatable option
     (typer's ``list[str]``; ``CurateSettings.of`` makes it a tuple again).
     """
     import inspect
@@ -85,13 +85,13 @@ def _settings_options(command):
     kwargs = own.pop()  # **settings
     assert kwargs.kind is inspect.Parameter.VAR_KEYWORD
     params, annotations = [], dict(typing.get_type_hints(command))
-    for f, hint in option_fields():
+    for section, f, hint in option_fields():
         flag = "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if hint is bool and f.default is True else [flag]
         if typing.get_origin(hint) is tuple:
             hint = list[typing.get_args(hint)[0]]
         option = typer.Option(list(f.default) if isinstance(f.default, tuple) else f.default, *decls,
-                              help=f.metadata.get("help"))
+                              help=f.metadata.get("help"), rich_help_panel=section.capitalize())
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint))
         annotations[f.name] = hint
     command.__signature__ = inspect.Signature(own + params)

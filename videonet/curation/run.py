@@ -125,13 +125,13 @@ def sections_of(cls: type) -> Iterator[tuple[str, type]]:
             yield f.name, hints[f.name]
 
 
-def option_fields() -> Iterator[tuple[dataclasses.Field, Any]]:
-    """Every field that is a command-line option, with its resolved type (for building the CLI)."""
-    for _, section in sections_of(CurateSettings):
+def option_fields() -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """(section, field, resolved type) of every field that is a command-line option (for building the CLI)."""
+    for name, section in sections_of(CurateSettings):
         hints = typing.get_type_hints(section)
         for f in dataclasses.fields(section):
             if f.metadata.get("cli", True):
-                yield f, hints[f.name]
+                yield name, f, hints[f.name]
 
 
 @dataclass(frozen=True)
