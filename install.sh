@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install videonet on a fresh Debian/Ubuntu machine: WordNet 3.0, ffmpeg (yt-dlp's download ranges: --judge-prefix) and chromium + chromium-driver (apt;
-# the browser runs the report's page test), Java + Maven (apt) for Flink, the package with its demo/test
-# extras (pip), then Beam's Flink job server (mvn) and Flink's jars (pip --no-deps) into
-# ~/.cache/videonet/flink. Run as root or with sudo available.
+# Install videonet on a fresh Debian/Ubuntu machine (run as root or with sudo available):
+# - apt: WordNet 3.0; ffmpeg (yt-dlp's download ranges, --judge-prefix); chromium + chromium-driver (the
+#   report page's browser test); Java + Maven (Flink);
+# - pip: the package with its demo/test extras;
+# - Beam's Flink job server (mvn) and Flink's jars (pip --no-deps) into ~/.cache/videonet/flink.
 set -euo pipefail
 cd "$(dirname "$0")"
 SUDO=""
