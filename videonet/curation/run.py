@@ -202,7 +202,9 @@ def _curate_held(out: str, settings: CurateSettings) -> dict:
     # the local runner the DoFns then reuse this very model through the Shared handle.
     model = acquire_classifier(shared, settings.classifier) if settings.runner.local else None
     key = settings_key(settings)
-    todo = unfinished(state.out, key, classes)
+    # A recovery removed part of a commit: the finished marks no longer prove every class's verdicts are
+    # on disk, so every class is searched again and the resume join decides what is left.
+    todo = classes if removed else unfinished(state.out, key, classes)
     if len(todo) < len(classes):
         print(f"resuming {state.out}: {len(classes) - len(todo)} classes finished by an earlier run with these "
               "settings are not searched again")
