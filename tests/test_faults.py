@@ -209,6 +209,16 @@ def _files(directory: Path) -> set[str]:
             if p.is_file() and not p.relative_to(directory).parts[0] in skip}
 
 
+def assert_resumed_like(out: Path, expected: dict) -> None:
+    """A killed-then-rerun run directory holds what the uninterrupted run holds, and nothing half-written."""
+    got = _snapshot(out)
+    assert got["unique"] and got["keys"] == expected["keys"]  # nothing lost, nothing twice
+    assert got["samples"] == expected["samples"]
+    assert got["verdicts"] == expected["verdicts"]
+    assert got["retention"] == expected["retention"]
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name or "beam-temp" in p.name]
+
+
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(kit, clean_run, tmp_path):
     catalog = kit.clean
     expected = _snapshot(clean_run)  # the uninterrupted run of the same catalog and options
@@ -238,13 +248,8 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(kit, clean_run,
 
     resumed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    got = _snapshot(out)
-    assert got["unique"] and got["keys"] == expected["keys"]  # nothing lost, nothing twice
-    assert got["samples"] == expected["samples"]
-    assert got["verdicts"] == expected["verdicts"]
-    assert got["retention"] == expected["retention"]
-    assert got["shards"] == expected["shards"]
-    assert not [p for p in out.rglob("*") if ".tmp" in p.name or "beam-temp" in p.name]
+    assert_resumed_like(out, expected)
+    assert _snapshot(out)["shards"] == expected["shards"]
     # output only under --out: nothing in the working directory, home (bar tool caches) or temp dir
     assert _files(cwd) == set() and _files(home) == set() and _files(tmp) == set(), (
         _files(cwd), _files(home), _files(tmp))

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import faultkit
-from test_faults import _snapshot
+from test_faults import _snapshot, assert_resumed_like
 from videonet.curation.write.rundir import read_audit, read_metadata
 
 AUDIT_COLUMNS = ["wnid", "id", "status"]
@@ -119,9 +119,4 @@ def test_standalone_cluster_survives_a_killed_sdk_worker(kit, clean_run, cluster
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    got = _snapshot(out)
-    assert got["unique"] and got["keys"] == expected["keys"]  # nothing lost, nothing twice
-    assert got["samples"] == expected["samples"]
-    assert got["verdicts"] == expected["verdicts"]
-    assert got["retention"] == expected["retention"]
-    assert not [p for p in out.rglob("*") if ".tmp" in p.name or "beam-temp" in p.name]
+    assert_resumed_like(out, expected)
