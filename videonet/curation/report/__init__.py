@@ -65,6 +65,7 @@ def request_facts(requests: pd.DataFrame) -> dict:
         facts[f"{stage}_429s"] = int(rows["rate_limited"].sum())
         facts[f"{stage}_retries"] = int(rows["retries"].sum())
         facts[f"{stage}_per_hour"] = round(sent / hours, 1) if hours > 0 else None
+        facts[f"{stage}_seconds"] = round(hours * 3600, 2)  # the span the rate is measured over
     return facts
 
 
@@ -267,7 +268,8 @@ def format_summary(facts: dict) -> str:
         f"retriable, a rerun retries them)   over cap: {facts['over_cap']} (hits beyond --per-class on a class's "
         f"last page)",
         *(f"{stage} requests: {facts[f'{stage}_requests']} ({facts[f'{stage}_429s']} rate-limited, "
-          f"{facts[f'{stage}_retries']} retries), effective rate {facts[f'{stage}_per_hour']}/h"
+          f"{facts[f'{stage}_retries']} retries), effective rate {facts[f'{stage}_per_hour']}/h over "
+          f"{facts[f'{stage}_seconds']} s of requests"
           for stage in ("search", "download") if facts[f"{stage}_requests"]),
         f"download failures: {facts['download_errors']} permanent, {facts['download_retriable']} retriable "
         f"(a rerun retries them)",
