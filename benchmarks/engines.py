@@ -61,9 +61,11 @@ def onnxruntime_engine(model, mean, std, threads: int, tmp: Path) -> Top1:
 
 
 def openvino_engine(model, mean, std, threads: int, precision: str) -> Top1:
-    import openvino as ov
     import torch
 
+    from videonet.curation.judge.openvino_engine import import_openvino
+
+    ov = import_openvino()  # without OpenVINO's telemetry, as the engine itself
     converted = ov.convert_model(model, example_input=torch.zeros(2, 3, 224, 224))
     compiled = ov.Core().compile_model(converted, "CPU", {
         "INFERENCE_PRECISION_HINT": precision, "INFERENCE_NUM_THREADS": threads,
