@@ -2,7 +2,8 @@
 
 ``load_classifier`` loads a registry entry (ResNet-50 from torchvision, the paper's, or the offline
 EfficientNet-lite0), prepares it for the device and engine, and wraps it in :class:`Classifier`, whose
-``top1`` is the batched inference every entry shares. Two engines run it: ``torch`` (BatchNorm folded;
+``top1`` is the batched inference every entry shares, on host (numpy) frames or on frames already
+on the classifier's device (torchcodec's NVDEC path). Two engines run it: ``torch`` (BatchNorm folded;
 on CPU the oneDNN fusion of :mod:`~videonet.curation.judge.cpu_graph`) and, on CPU when installed,
 ``openvino`` (:mod:`~videonet.curation.judge.openvino_engine`), which measured faster. Failures are
 one-line ``UserError``s.
@@ -32,28 +33,39 @@ class Classifier:
     max_batch: int = 8  # frames per forward pass: bounds activation memory whatever the clip batch
     baked: bool = False  # the precision is in the (CPU fast path's) weights themselves, not applied by autocast
     engine: str = "torch"  # torch: ``model`` is a torch module; openvino: uint8 NHWC frames -> numpy logits
+    # Every forward pass is exactly ``max_batch`` frames, the last one zero-padded: a CUDA-graph model
+    # (torch.compile mode="reduce-overhead") then captures one graph, not one per batch size.
+    fixed_batch: bool = False
 
-    def top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top-1 label and softmax score per frame for a uint8 NHWC batch at classifier size."""
+    def top1(self, frames: "np.ndarray | torch.Tensor") -> tuple[np.ndarray, np.ndarray]:  # noqa: F821
+        """Top-1 label and softmax score per frame for a uint8 NHWC batch at classifier size: a numpy
+        array, or a tensor on the host or on the classifier's device (left there)."""
         if len(frames) > self.max_batch:
             parts = [self._top1(frames[i:i + self.max_batch]) for i in range(0, len(frames), self.max_batch)]
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         return self._top1(frames)
 
-    def _top1(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _top1(self, frames: "np.ndarray | torch.Tensor") -> tuple[np.ndarray, np.ndarray]:  # noqa: F821
         import torch
 
-        logits = (torch.from_numpy(self.model(frames)) if self.engine == "openvino"
-                  else self._torch_logits(frames))
-        probs = logits.softmax(dim=1)
+        count = len(frames)
+        if self.fixed_batch and count < self.max_batch:
+            frames = pad_batch(frames, self.max_batch)
+        if self.engine == "openvino":
+            frames = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else frames
+            logits = torch.from_numpy(self.model(frames))
+        else:
+            logits = self._torch_logits(frames)
+        probs = logits[:count].softmax(dim=1)
         scores, labels = probs.max(dim=1)
         return labels.cpu().numpy(), scores.cpu().numpy()
 
-    def _torch_logits(self, frames: np.ndarray) -> "torch.Tensor":  # noqa: F821
+    def _torch_logits(self, frames: "np.ndarray | torch.Tensor") -> "torch.Tensor":  # noqa: F821
         import torch
 
-        batch = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device, non_blocking=True)
-        batch = batch.permute(0, 3, 1, 2).float().div_(255)
+        if not isinstance(frames, torch.Tensor):
+            frames = torch.from_numpy(np.ascontiguousarray(frames))
+        batch = frames.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
         mean = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1)
         batch = ((batch - mean) / std).contiguous(memory_format=torch.channels_last)
@@ -77,13 +89,25 @@ class ClassifierSettings:
     precision: str = field(default="auto", metadata={
         "help": "auto (bf16 on GPU and on CPUs with native bf16, else fp32), fp32, bf16 or fp16."})
     compile: bool = field(default=False, metadata={
-        "help": "torch.compile the classifier instead of the CPU oneDNN fusion (pays off on long GPU runs)."})
+        "help": "torch.compile the classifier instead of the CPU oneDNN fusion; on CUDA with CUDA graphs "
+                "(mode reduce-overhead, fixed 256-frame batches) (pays off on long GPU runs)."})
     engine: str = field(default="auto", metadata={
         "help": "auto (OpenVINO on CPU when installed: measured faster; torch elsewhere), torch or openvino."})
 
     def load(self) -> Classifier:
         return load_classifier(self.classifier, self.weights, self.device, self.precision, self.compile,
                                engine=self.engine)
+
+
+def pad_batch(frames: "np.ndarray | torch.Tensor", size: int) -> "np.ndarray | torch.Tensor":  # noqa: F821
+    """``frames`` followed by black frames up to ``size``, where they are (numpy, or a tensor on its device).
+    In eval mode every frame's logits are its own, so the padding changes no label (tests/test_gpu_path.py)."""
+    import torch
+
+    missing = size - len(frames)
+    if isinstance(frames, torch.Tensor):
+        return torch.cat([frames, frames.new_zeros((missing, *frames.shape[1:]))])
+    return np.concatenate([frames, np.zeros((missing, *frames.shape[1:]), frames.dtype)])
 
 
 def forward_dtype(precision: str) -> "torch.dtype":  # noqa: F821
@@ -144,7 +168,9 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
     once to the forward dtype and each convolution fused with the ReLU / residual add after it
     (:mod:`videonet.curation.judge.cpu_graph`); ``False`` keeps the plain torchvision module, the naive reference.
     ``compile`` wraps it in ``torch.compile`` instead: worth it for long runs on GPU, where the
-    compile time (minutes on a small CPU) is amortised. ``engine`` (:func:`resolve_engine`) may hand
+    compile time (minutes on a small CPU) is amortised. On CUDA that is ``mode="reduce-overhead"``
+    (CUDA graphs: one launch per forward instead of one per kernel), static shapes, and every forward
+    padded to ``max_batch`` frames, so one graph is compiled and captured, whatever a round's size. ``engine`` (:func:`resolve_engine`) may hand
     the fast path to OpenVINO instead, which does its own folding and fusion.
     """
     import torch
@@ -174,10 +200,13 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
     model = model.to(device).to(memory_format=torch.channels_last)
     # fp16 on CPU stays on autocast: the fused oneDNN path is built and tested for fp32 and bf16 only.
     baked = fold and not compile and device == "cpu" and precision in ("fp32", "bf16")
-    if compile:
+    graphs = compile and device.startswith("cuda")
+    if graphs:
+        model = torch.compile(model, mode="reduce-overhead", dynamic=False)
+    elif compile:
         model = torch.compile(model)
     elif baked:
         dtype = forward_dtype(precision)
         model = fuse_onednn(model.to(dtype), dtype, max_batch)
-    return Classifier(model, mean, std, device, precision, max_batch, baked)
+    return Classifier(model, mean, std, device, precision, max_batch, baked, fixed_batch=graphs)
 

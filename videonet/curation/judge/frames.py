@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from itertools import islice
 from typing import Iterator
 
 import numpy as np
@@ -106,6 +107,17 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
             raise DecodeError(f"corrupt video stream after {produced} frames: {exc}") from None
         if produced == 0:
             raise DecodeError("no decodable video frames")
+
+
+def pyav_chunks(path: str, limit: int, chunk: int, timeout_s: float | None = None) -> Iterator[np.ndarray]:
+    """:func:`iter_frames` in chunks of ``chunk`` frames, (n, 224, 224, 3) uint8: the CPU frame source of
+    :func:`~videonet.curation.judge.scan.scan_clips` (:mod:`~videonet.curation.judge.decoders`)."""
+    frames = iter_frames(path, limit, timeout_s)
+    try:
+        while batch := list(islice(frames, chunk)):
+            yield np.stack(batch)
+    finally:
+        frames.close()  # closes the PyAV container, also when the scan stops early
 
 
 def check_complete(path: str) -> None:

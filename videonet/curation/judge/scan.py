@@ -1,11 +1,13 @@
 """Scan a clip's first N frames with the classifier (per-frame top-1): the fast path and the naive one.
 
 Fast path (:func:`scan_clips`): several clips at once; each round decodes the next chunk of every
-undecided clip in a thread pool (PyAV releases the GIL) while the previous round is classified,
+undecided clip in a thread pool (PyAV and torchcodec release the GIL) while the previous round is classified,
 concatenates the chunks into one batch, and drops a clip queried for one class as soon as that
 class has been top-1 on some frame (early exit). Rejected clips, and clips queried for several
 classes (one class per video goes to the class top-1 on the most frames), are scanned to N frames,
-so the keep decision is exactly the rule's. Each scan also keeps a small JPEG of the first frame of every
+so the keep decision is exactly the rule's. The frames come from a pluggable source
+(:mod:`~videonet.curation.judge.decoders`): PyAV on the CPU, or torchcodec on the classifier's device
+(NVDEC on a GPU), whose frames stay there up to the classifier. Each scan also keeps a small JPEG of the first frame of every
 top-1 label it saw: the frames behind a verdict (the first match of a kept class, the most
 frequent label of a rejected clip) for the report, without decoding the clip a second time. Naive path (:func:`naive_scan`): one clip, full-size decode,
 one frame per forward pass, fp32, all N frames; the reference for tests and benchmarks.
@@ -16,13 +18,13 @@ from __future__ import annotations
 import io
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from videonet.curation.judge.classifier import Classifier
-from videonet.curation.judge.frames import DecodeError, iter_frames, naive_frames
+from videonet.curation.judge.decoders import Batch, concat, frame_source, host
+from videonet.curation.judge.frames import DecodeError, naive_frames
 
 THUMB_PX = 112  # side of a verdict's thumbnail: small enough for a contact sheet of hundreds
 
@@ -56,11 +58,12 @@ class Scan:
     def frames_classified(self) -> int:
         return len(self.top1)
 
-    def add(self, frames: np.ndarray, labels: list[int], scores: list[float]) -> None:
-        """Record a classified chunk, keeping a thumbnail of each label's first frame."""
+    def add(self, frames: Batch, labels: list[int], scores: list[float]) -> None:
+        """Record a classified chunk, keeping a thumbnail of each label's first frame (only those
+        frames are copied to the host when the chunk is on the GPU)."""
         for frame, label in zip(frames, labels):
             if label not in self.firsts:
-                self.firsts[label] = jpeg_thumb(frame)
+                self.firsts[label] = jpeg_thumb(host(frame))
         self.top1 += labels
         self.scores += scores
 
@@ -68,32 +71,34 @@ class Scan:
 @dataclass
 class _Clip:
     wanted: set[int]
-    frames: Iterator[np.ndarray]
+    chunks: Iterator[Batch]
     scan: Scan = field(default_factory=Scan)
     done: bool = False
 
 
-def _take(clip: _Clip, n: int) -> np.ndarray | str:
-    """Next ``n`` frames of a clip as an array (maybe fewer at the end), or the decode error text."""
+def _take(clip: _Clip) -> Batch | str | None:
+    """The clip's next chunk (maybe short at the end), None past its end, or the decode error text."""
     try:
-        chunk = list(islice(clip.frames, n))
+        got = next(clip.chunks, None)
     except DecodeError as exc:
         return str(exc)
-    clip.scan.decoded += len(chunk)
-    return np.stack(chunk) if chunk else np.empty((0, 224, 224, 3), np.uint8)
+    clip.scan.decoded += 0 if got is None else len(got)
+    return got
 
 
 def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], frames: int,
                chunk: int, pool: ThreadPoolExecutor | None = None,
-               decode_timeout_s: float | None = None, early_exit: bool = True) -> list[Scan]:
-    """Scan ``(local_path, wanted_class_indices)`` clips together; see the module docstring."""
+               decode_timeout_s: float | None = None, early_exit: bool = True, decoder: str = "auto") -> list[Scan]:
+    """Scan ``(local_path, wanted_class_indices)`` clips together; see the module docstring.
+    ``decoder``: auto, pyav or torchcodec (:func:`~videonet.curation.judge.decoders.resolve_decoder`)."""
+    source = frame_source(decoder, classifier.device)
     own_pool = pool is None
     pool = pool or ThreadPoolExecutor(max_workers=max(1, min(4, len(clips))))
-    state = [_Clip(set(wanted), iter_frames(path, frames, decode_timeout_s)) for path, wanted in clips]
+    state = [_Clip(set(wanted), source(path, frames, chunk, decode_timeout_s)) for path, wanted in clips]
     pending: dict[int, Future] = {}
     abandoned: list[Future] = []  # speculative decodes of clips that exited early
     try:
-        pending = {i: pool.submit(_take, c, chunk) for i, c in enumerate(state)}
+        pending = {i: pool.submit(_take, c) for i, c in enumerate(state)}
         while pending:
             ready = {i: f.result() for i, f in pending.items()}
             pending = {}
@@ -101,7 +106,7 @@ def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], fr
             for i, got in ready.items():
                 if isinstance(got, str):
                     state[i].scan.error, state[i].done = got, True
-                elif len(got) == 0:
+                elif got is None:
                     state[i].done = state[i].scan.exhausted = len(state[i].scan.top1) < frames
                 else:
                     arrays.append((i, got))
@@ -112,10 +117,10 @@ def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], fr
                 if len(got) < chunk:
                     state[i].scan.exhausted = True
                 else:
-                    pending[i] = pool.submit(_take, state[i], chunk)
+                    pending[i] = pool.submit(_take, state[i])
             if not arrays:
                 continue
-            labels, scores = classifier.top1(np.concatenate([a for _, a in arrays]))
+            labels, scores = classifier.top1(concat([a for _, a in arrays]))
             offset = 0
             for i, got in arrays:
                 clip = state[i]
@@ -134,7 +139,7 @@ def scan_clips(classifier: Classifier, clips: Sequence[tuple[str, set[int]]], fr
         if own_pool:
             pool.shutdown(wait=True)
         for clip in state:
-            clip.frames.close()  # type: ignore[attr-defined]  # closes the PyAV container
+            clip.chunks.close()  # type: ignore[attr-defined]  # releases the file and the decoder
     return [c.scan for c in state]
 
 

@@ -19,6 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from videonet.curation.candidates import duration_verdict
 from videonet.curation.judge.classifier import Classifier
+from videonet.curation.judge.decoders import resolve_decoder
 from videonet.curation.client import Session
 from videonet.curation.judge.fetch import FetchError, Fetched, FetchSettings, fetched_video
 from videonet.curation.judge.frames import DecodeError, check_complete, probe
@@ -44,6 +45,13 @@ class JudgeSettings:
     multi_label: bool = field(default=False, metadata={
         "help": "Keep a video for every class it passes, listed in its metadata `labels` (default: one class "
                 "per video, the one top-1 on the most frames; the others are audited as kept_for_other_class)."})
+    decoder: str = field(default="auto", metadata={
+        "help": "auto (torchcodec's NVDEC with GPU resize when the classifier runs on CUDA and torchcodec is "
+                "installed, else PyAV), pyav (CPU) or torchcodec (on the classifier's device)."})
+
+    def __post_init__(self) -> None:
+        if self.decoder != "auto":  # an unknown name or a missing torchcodec: one line now, not on a worker
+            resolve_decoder(self.decoder, "cpu")
 
 
 @dataclass(frozen=True)
@@ -269,7 +277,8 @@ def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, sett
             probed[i] = (duration, info.fps, key)
             to_scan.append((i, got, wanted))
         scans = scan_clips(classifier, [(got.path, wanted) for _, got, wanted in to_scan], settings.frames,
-                           settings.chunk, decode_timeout_s=settings.decode_timeout) if to_scan else []
+                           settings.chunk, decode_timeout_s=settings.decode_timeout,
+                           decoder=settings.decoder) if to_scan else []
         for (i, got, wanted), scan in zip(to_scan, scans):
             results[i] = _scanned(probed[i], scan)
             identity, candidates = jobs[i]
