@@ -60,6 +60,12 @@ def resize_crop(frames: "torch.Tensor") -> "torch.Tensor":  # noqa: F821
     return F.center_crop(resized, [CROP, CROP]).permute(0, 2, 3, 1)
 
 
+@lru_cache(maxsize=None)
+def _say(level: int, message: str) -> None:
+    """Log a line once per process."""
+    log.log(level, message)
+
+
 def _reason(exc: Exception) -> str:
     """torchcodec's error in one line, without its C++ source location (``SingleStreamDecoder, x.cpp:41, ``)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -88,7 +94,7 @@ def _open(path: str, device: str):
     if meta.width * meta.height > MAX_PIXELS:
         raise DecodeError(f"resolution {meta.width}x{meta.height} above the {MAX_PIXELS} pixel limit")
     if device != "cpu" and decoder.cpu_fallback:
-        _say(logging.INFO, f"torchcodec decodes some clips on the CPU ({decoder.cpu_fallback}); first: {path}")
+        _say(logging.WARNING, f"torchcodec decodes some clips on the CPU, not NVDEC ({decoder.cpu_fallback})")
     return decoder
 
 
@@ -133,14 +139,8 @@ def torchcodec_error() -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
-def _say(level: int, message: str) -> None:
-    """Log a line once per process (a worker judges thousands of batches)."""
-    log.log(level, message)
-
-
-def resolve_decoder(decoder: str, device: str) -> str:
-    """``pyav`` or ``torchcodec`` for the ``--decoder`` setting and the classifier's device.
+def resolve_decoder(decoder: str, device: str) -> tuple[str, str]:
+    """``(pyav | torchcodec, why)`` for the ``--decoder`` setting and the classifier's device.
 
     ``auto``: torchcodec when the classifier runs on CUDA (NVDEC decodes there and the frames stay
     on the GPU) and torchcodec imports, else PyAV (on a CPU its in-decoder scaling was measured the
@@ -150,23 +150,24 @@ def resolve_decoder(decoder: str, device: str) -> str:
     if decoder not in DECODERS:
         raise UserError(f"--decoder {decoder!r}: expected {', '.join(DECODERS)}")
     if decoder == "pyav":
-        return decoder
+        return decoder, "asked for"
     error = torchcodec_error()
     if decoder == "torchcodec":
         if error:
             raise UserError(f"--decoder torchcodec needs `pip install 'videonet[gpu]'` and FFmpeg's shared "
                             f"libraries (apt install ffmpeg): {error}")
-        return decoder
+        return decoder, f"asked for, decoding on {device}"
     if not device.startswith("cuda"):
-        _say(logging.INFO, f"--decoder auto: PyAV (the classifier runs on {device}; NVDEC needs CUDA)")
-        return "pyav"
+        return "pyav", f"the classifier runs on {device}; NVDEC needs CUDA"
     if error:
-        _say(logging.WARNING, f"--decoder auto: PyAV on the CPU, not NVDEC (torchcodec unavailable: {error})")
-        return "pyav"
-    _say(logging.INFO, f"--decoder auto: torchcodec on {device} (NVDEC), resize and crop on the GPU")
-    return "torchcodec"
+        return "pyav", f"decoding on the CPU, not NVDEC: torchcodec unavailable ({error})"
+    return "torchcodec", f"NVDEC on {device}, resize and crop on the GPU"
 
 
 def frame_source(decoder: str, device: str) -> FrameSource:
-    """The frame source for a resolved decoder name; torchcodec decodes on the classifier's ``device``."""
-    return pyav_chunks if resolve_decoder(decoder, device) == "pyav" else partial(torchcodec_chunks, device=device)
+    """The frame source for the ``--decoder`` setting; torchcodec decodes on the classifier's ``device``.
+    Says which and why, once per process: a worker judges thousands of batches."""
+    name, why = resolve_decoder(decoder, device)
+    fell_back = device.startswith("cuda") and name == "pyav"
+    _say(logging.WARNING if fell_back else logging.INFO, f"--decoder {decoder}: {name} ({why})")
+    return pyav_chunks if name == "pyav" else partial(torchcodec_chunks, device=device)
