@@ -207,7 +207,7 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
 def run(settings: CurateSettings, classes: list[ImageNetClass], source: Source, state: RunState,
         shared: Shared | None = None) -> None:
     """Build and run the pipeline to completion."""
-    from videonet.curation.run import pipeline_options
+    from videonet.curation.run import new_pipeline
 
-    with beam.Pipeline(options=pipeline_options(settings)) as pipeline:
+    with new_pipeline(settings) as pipeline:
         build(pipeline, settings, classes, source, state, shared or Shared())

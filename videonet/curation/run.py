@@ -147,11 +147,29 @@ class RunState:
         return cls(out.rstrip("/"), f"{stamp}-{secrets.token_hex(3)}")
 
 
-def pipeline_options(settings: CurateSettings):
-    """Beam options: --runner, every flag given after ``--`` on the command line, the runner's defaults."""
+def new_pipeline(settings: CurateSettings):
+    """An empty Beam pipeline with ``--runner``, every flag given after ``--`` and the runner's defaults.
+
+    The local runner is Beam's FnApiRunner in this process, named outright. Left to itself, Beam's
+    DirectRunner tries Prism (a Go binary it downloads) and, since ``GroupIntoBatches`` declares a
+    processing-time timer, falls back to its legacy bundle-based runner, which holds every element
+    as a Python object and builds a slower graph. The FnApiRunner runs ``GroupIntoBatches`` as is
+    (that timer is only set with a buffering duration) and still reads ``--direct_num_workers`` and
+    ``--direct_running_mode``.
+    """
+    import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    return PipelineOptions(settings.runner.beam_flags(settings.beam_args), pickle_library="cloudpickle")
+    options = PipelineOptions(settings.runner.beam_flags(settings.beam_args), pickle_library="cloudpickle")
+    if not settings.runner.local:
+        return beam.Pipeline(options=options)
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
 
 
 def dry_run(out: str, settings: CurateSettings) -> int:
@@ -159,7 +177,6 @@ def dry_run(out: str, settings: CurateSettings) -> int:
 
     Nothing on disk changes: no recovery, no demo clips, no run directory.
     """
-    import apache_beam as beam
     from apache_beam.utils.shared import Shared
 
     from videonet.curation.search import make_source
@@ -167,7 +184,7 @@ def dry_run(out: str, settings: CurateSettings) -> int:
     from videonet.pipelines.curate import build
 
     classes, source = parse_classes(settings.vocabulary.classes), make_source(settings.search, settings.client)
-    pipeline = beam.Pipeline(options=pipeline_options(settings))
+    pipeline = new_pipeline(settings)
     build(pipeline, settings, classes, source, RunState.new(out), Shared())
     return len(pipeline.to_runner_api().components.transforms)
 
