@@ -4,23 +4,25 @@ Sections, each printed as soon as it is done, each with the GPU's mean utilisati
 sampled from ``nvidia-smi`` while it ran):
 
 - ``decode``: the first ``--frames`` frames of the demo clips repeated to ``--clips`` clips, at
-  224 px, with the filter's CPU decoder (:func:`~videonet.curation.judge.frames.iter_frames`) in
-  one thread per core; and, when torchcodec with CUDA is installed, NVDEC (torchcodec's CUDA
-  decoder) with the resize and centre crop on the GPU;
-- ``classify``: ResNet-50 (random weights; speed only) on uint8 frames in host memory, 256 per
-  forward, bf16 channels-last: eager, ``torch.compile`` (the ``--compile`` option) and
-  ``torch.compile(mode="reduce-overhead")`` (CUDA graphs); TensorRT through torch-tensorrt when
-  it is installed, and the ratio of the best videonet classify to it;
-- ``filter``: :func:`~videonet.curation.judge.scan.scan_clips`, what the pipeline runs (decode in
-  a thread pool overlapped with classification, early exit), over the same clips in batches of
-  ``--clip-batch``, and its ratio to classify alone (target >= 0.8);
+  224 px, with the filter's two frame sources (:mod:`~videonet.curation.judge.decoders`): PyAV on
+  the CPU in one thread per core, and torchcodec's NVDEC decoder with the resize and centre crop on
+  the GPU (when torchcodec is installed; one clip after another, as the decode alone);
+- ``classify``: the filter's classifier, ResNet-50 (random weights; speed only), 256 frames per
+  forward, bf16 channels-last: eager and ``--compile`` (on CUDA: CUDA graphs, fixed 256-frame
+  batches) on uint8 frames in host memory, ``--compile`` on frames already on the GPU (as NVDEC's
+  are); TensorRT through torch-tensorrt when it is installed, and the best videonet row's ratio to it;
+- ``filter (NVDEC)`` and ``filter (CPU decode)``:
+  :func:`~videonet.curation.judge.scan.scan_clips`, what the pipeline runs (decode in a thread pool
+  overlapped with classification, early exit), with ``--decoder torchcodec`` and ``pyav``, over the
+  same clips in batches of ``--clip-batch``, with the best classifier of ``classify``; each with its
+  ratio to the best classify alone (target >= 0.8);
 - ``train``: VITO training steps (:func:`videonet.vito.train.train_step`, ResNet-50, 224 px, bf16,
   3 views) at the largest batch of clips that fits (doubling until out of memory), images/s and
   peak memory: with the loader's views/s per core (``benchmarks/loader.py``) it says how many
   loader cores one GPU needs.
 
-``--dry-cpu`` runs every section tiny on the CPU (EfficientNet-lite0-sized work, 64 px training),
-to check the script, not to measure anything.
+``--dry-cpu`` runs every section tiny on the CPU (torchcodec decoding on the CPU, eager classify only,
+64 px training), to check the script, not to measure anything.
 
 Usage: ``python benchmarks/gpu.py [--clips 2000] [--frames 25] [--clip-batch 64] [--dry-cpu]``
 """
@@ -42,8 +44,6 @@ from typing import Callable, Iterator
 import numpy as np
 
 from common import demo_clips, machine_line, queries
-
-CROP, RESIZE = 224, 256
 
 
 class Utilisation:
@@ -99,23 +99,17 @@ def rate(count: int, fn: Callable[[], object]) -> float:
     return count / (time.perf_counter() - started)
 
 
-def nvdec_frames(path: str, limit: int) -> "torch.Tensor":  # noqa: F821
-    """The first ``limit`` frames decoded by NVDEC (torchcodec), resized (short side 256) and centre-cropped on the GPU."""
-    import torch
-    from torch.nn import functional as F
-    from torchcodec.decoders import VideoDecoder
+def torchcodec_row(device: str, fn: Callable[[], float]) -> tuple[str, str]:
+    """``(label, frames/s)`` of a torchcodec run, or why it was not measured (not installed, no CUDA)."""
+    from videonet.curation.judge.decoders import torchcodec_error
 
-    decoder = VideoDecoder(path, device="cuda")
-    frames = decoder.get_frames_in_range(0, min(limit, decoder.metadata.num_frames or limit)).data  # (N, 3, H, W) uint8
-    h, w = frames.shape[-2:]
-    scale = RESIZE / min(h, w)
-    size = (max(RESIZE, round(h * scale)), max(RESIZE, round(w * scale)))
-    resized = F.interpolate(frames.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
-    top, left = round((size[0] - CROP) / 2), round((size[1] - CROP) / 2)
-    return resized[..., top:top + CROP, left:left + CROP].round().clamp(0, 255).to(torch.uint8)
+    label = f"torchcodec {'NVDEC' if device == 'cuda' else 'on ' + device} + resize/crop there frames/s"
+    error = torchcodec_error()
+    return (label, f"not measured ({error[:120]})") if error else (label, f"{fn():.0f}")
 
 
-def decode_section(jobs: list[tuple[str, set[int]]], frames: int) -> None:
+def decode_section(jobs: list[tuple[str, set[int]]], frames: int, device: str) -> None:
+    from videonet.curation.judge.decoders import torchcodec_chunks
     from videonet.curation.judge.frames import iter_frames
 
     paths = [p for p, _ in jobs]
@@ -124,42 +118,38 @@ def decode_section(jobs: list[tuple[str, set[int]]], frames: int) -> None:
             started = time.perf_counter()
             count = sum(pool.map(lambda p: sum(1 for _ in iter_frames(p, frames, threads=False)), paths))
             facts["CPU (PyAV, one thread per core) frames/s"] = f"{count / (time.perf_counter() - started):.0f}"
-        try:
-            import torch
 
-            if not torch.cuda.is_available():
-                raise RuntimeError("no CUDA")
-            nvdec_frames(paths[0], frames)  # opens the CUDA context and the decoder once
-            facts["NVDEC (torchcodec) + GPU resize/crop frames/s"] = (
-                f"{rate(count, lambda: [nvdec_frames(p, frames) for p in paths]):.0f}")
-        except (ImportError, RuntimeError) as exc:
-            facts["NVDEC"] = f"not measured ({str(exc).splitlines()[0][:120]})"
+        def nvdec() -> float:
+            decode = lambda path: list(torchcodec_chunks(path, frames, frames, device=device))  # noqa: E731
+            decode(paths[0])  # opens the CUDA context and the decoder once
+            return rate(count, lambda: [decode(p) for p in paths])
+
+        label, got = torchcodec_row(device, nvdec)
+        facts[label] = got
 
 
-def classify_section(classifier_for: Callable[[bool], object], batch: np.ndarray, repeats: int, gpu: bool) -> float:
-    """Frames/s of each way to run the classifier on ``batch``; returns the best videonet one.
-    Without a GPU only eager runs: compiling on a small CPU takes minutes (benchmarks/README.md)."""
+def classify_section(classifier_for: Callable[[bool], object], batch: np.ndarray, repeats: int, gpu: bool):
+    """Frames/s of each way to run the classifier on ``batch``; returns the best videonet rate and its
+    classifier (the filter sections reuse it: no second compile). Without a GPU only eager runs:
+    compiling on a small CPU takes minutes (benchmarks/README.md)."""
     import torch
 
-    best = 0.0
+    best = (0.0, None)
     with section("classify") as facts:
-        for label, compile in (("eager", False), ("compiled", True))[:2 if gpu else 1]:
+        for label, compile in (("eager", False), ("compiled (CUDA graphs)", True))[:2 if gpu else 1]:
             classifier = classifier_for(compile)
-            classifier.top1(batch)  # compile / autotune / first kernels
-            got = statistics.median(rate(len(batch), lambda: classifier.top1(batch)) for _ in range(repeats))
-            facts[f"videonet {label} frames/s"] = f"{got:.0f}"
-            best = max(best, got)
+            frames = [("", batch)] + ([(", frames already on the GPU", torch.from_numpy(batch).to("cuda"))]
+                                      if compile else [])
+            for where, x in frames:
+                classifier.top1(x)  # compile / capture / first kernels
+                got = statistics.median(rate(len(batch), lambda: classifier.top1(x)) for _ in range(repeats))
+                facts[f"videonet {label}{where} frames/s"] = f"{got:.0f}"
+                best = max(best, (got, classifier), key=lambda b: b[0])
         if not gpu:
             return best
         eager = classifier_for(False)
-        graphed = torch.compile(eager.model, mode="reduce-overhead")
         x = torch.from_numpy(batch).to(eager.device).permute(0, 3, 1, 2).float().div(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(eager.device, dtype=torch.bfloat16, enabled=eager.device == "cuda"):
-            for _ in range(3):  # CUDA graphs are recorded on the first calls
-                graphed(x)
-            got = statistics.median(rate(len(batch), lambda: graphed(x)) for _ in range(repeats))
-        facts["CUDA graphs (reduce-overhead) frames/s, frames already on the GPU"] = f"{got:.0f}"
         try:
             import torch_tensorrt
 
@@ -168,7 +158,7 @@ def classify_section(classifier_for: Callable[[bool], object], batch: np.ndarray
                 trt(x)
                 got = statistics.median(rate(len(batch), lambda: trt(x)) for _ in range(repeats))
             facts["TensorRT frames/s, frames already on the GPU"] = f"{got:.0f}"
-            facts["RATIO videonet best / TensorRT"] = f"{best / got:.2f}x"
+            facts["RATIO videonet best / TensorRT"] = f"{best[0] / got:.2f}x"
         except Exception as exc:  # not installed, or the model does not convert: say why, go on
             facts["TensorRT"] = f"not measured ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})"
     return best
@@ -176,16 +166,25 @@ def classify_section(classifier_for: Callable[[bool], object], batch: np.ndarray
 
 def filter_section(classifier, jobs: list[tuple[str, set[int]]], frames: int, chunk: int, clip_batch: int,
                    classify_rate: float) -> None:
+    """The filter as the pipeline runs it, with each frame source, against the best classify alone."""
+    from videonet.curation.judge.decoders import torchcodec_error
     from videonet.curation.judge.scan import scan_clips
 
-    with section("filter") as facts, ThreadPoolExecutor(os.cpu_count()) as pool:
-        scans: list = []
-        got = rate(1, lambda: [scans.extend(scan_clips(classifier, jobs[i:i + clip_batch], frames, chunk, pool))
-                               for i in range(0, len(jobs), clip_batch)])
-        classified = sum(s.frames_classified for s in scans)
-        facts["clips/s"] = f"{got * len(jobs):.1f}"
-        facts["classified frames/s"] = f"{got * classified:.0f}"
-        facts["RATIO filter / classify alone"] = f"{got * classified / classify_rate:.2f} (target >= 0.8)"
+    for name, decoder in (("NVDEC" if classifier.device.startswith("cuda") else "torchcodec", "torchcodec"),
+                          ("CPU decode", "pyav")):
+        with section(f"filter ({name})") as facts, ThreadPoolExecutor(os.cpu_count()) as pool:
+            if decoder == "torchcodec" and torchcodec_error():
+                facts["not measured"] = torchcodec_error()
+                continue
+            scans: list = []
+            got = rate(1, lambda: [scans.extend(scan_clips(classifier, jobs[i:i + clip_batch], frames, chunk, pool,
+                                                           decoder=decoder))
+                                   for i in range(0, len(jobs), clip_batch)])
+            classified = sum(s.frames_classified for s in scans)
+            facts["clips/s"] = f"{got * len(jobs):.1f}"
+            facts["classified frames/s"] = f"{got * classified:.0f}"
+            facts["decode errors"] = sum(s.error is not None for s in scans)
+            facts["RATIO filter / classify alone"] = f"{got * classified / classify_rate:.2f} (target >= 0.8)"
 
 
 def train_section(size: int, arch: str, batches: list[int], steps: int) -> None:
@@ -245,7 +244,7 @@ def main() -> None:
         raise SystemExit("no CUDA device: run with --dry-cpu to check the script on a CPU")
     device = "cpu" if args.dry_cpu else "cuda"
     jobs = queries(demo_clips(args.demo_dir), args.clips)
-    decode_section(jobs, args.frames)
+    decode_section(jobs, args.frames, device)
 
     weights = Path(os.environ.get("TMPDIR", "/tmp")) / "videonet-gpu-resnet50-random.pth"
     torch.manual_seed(0)
@@ -256,8 +255,8 @@ def main() -> None:
                                engine="torch")
 
     batch = np.stack([f for p, _ in jobs[:16] for f in iter_frames(p, 16)])[:8 if args.dry_cpu else 256]
-    best = classify_section(classifier_for, batch, args.repeats, gpu=not args.dry_cpu)
-    filter_section(classifier_for(False), jobs, args.frames, args.chunk, args.clip_batch, best)
+    best, classifier = classify_section(classifier_for, batch, args.repeats, gpu=not args.dry_cpu)
+    filter_section(classifier, jobs, args.frames, args.chunk, args.clip_batch, best)
     if args.dry_cpu:
         train_section(64, "resnet18", [1, 2], 1)
     else:
