@@ -1,4 +1,4 @@
-"""Which decoder feeds the classifier: PyAV on the CPU, or torchcodec (NVDEC on a GPU), and the latter.
+"""The filter's frame sources: which decoder feeds the classifier (PyAV on the CPU, torchcodec's NVDEC on a GPU).
 
 :func:`~videonet.curation.judge.scan.scan_clips` reads every clip through a :data:`FrameSource`: a
 generator of chunks of 224x224 uint8 NHWC frames, the first ``limit`` frames of the clip at most.
@@ -9,8 +9,9 @@ before the classifier sees them. Both keep the same contract: ``DecodeError`` wi
 reason (missing, not a video, too large, corrupt, too slow), an exhausted clip ends early, closing
 the generator releases the file.
 
-:func:`resolve_decoder` turns the ``--decoder`` setting into a source: ``auto`` is torchcodec where
-it pays (the classifier on CUDA and torchcodec importable), PyAV elsewhere, saying why once per process.
+:func:`resolve_decoder` reads the ``--decoder`` setting (``auto`` is torchcodec where it pays: the
+classifier on CUDA and torchcodec importable; PyAV elsewhere) and :func:`frame_source` hands
+:func:`~videonet.curation.judge.scan.scan_clips` the source, saying which and why once per process.
 """
 
 from __future__ import annotations
