@@ -137,3 +137,17 @@ def test_padded_batches_give_the_same_labels(lite0, demo_dir):
         for got in (padded.top1(frames), padded.top1(torch.from_numpy(frames)), classifier.top1(torch.from_numpy(frames))):
             assert got[0].tolist() == labels.tolist()
             np.testing.assert_allclose(got[1], scores, atol=1e-3)
+
+
+def test_a_demo_curation_through_torchcodec_keeps_what_pyav_keeps(demo_run, demo_dir, tmp_path):
+    """``--decoder torchcodec`` reaches the judge through the pipeline: the same kept clips and audit verdicts."""
+    from conftest import curate_options
+    from videonet.curation.run import curate
+    from videonet.curation.write.rundir import read_audit, read_metadata
+
+    out = tmp_path / "torchcodec"
+    curate(*curate_options(out, demo_dir, decoder="torchcodec"))
+    reference, _ = demo_run
+    verdicts = [read_audit(str(run)).set_index(["id", "wnid"])["status"].sort_index() for run in (out, reference)]
+    assert verdicts[0].equals(verdicts[1]) and (verdicts[0] == "kept").any()
+    assert sorted(read_metadata(str(out))["id"]) == sorted(read_metadata(str(reference))["id"])
