@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from test_filter import QUERIES, TEST_CHUNK, TEST_FRAMES
-from videonet.curation.judge.decoders import frame_source, resolve_decoder, torchcodec_chunks
+from videonet.curation.judge.decoders import (
+    frame_source, resolve_decoder, torchcodec_chunks, torchcodec_or_pyav_chunks,
+)
 from videonet.curation.judge.frames import CROP, DecodeError, naive_frames, pyav_chunks
 from videonet.curation.judge.scan import scan_clips
 from videonet.curation.judge.verdicts import JudgeSettings, keep_decision
@@ -103,6 +105,35 @@ def test_torchcodec_decode_contract(lite0, demo_dir):
     assert short.exhausted and short.frames_classified == 50 and short.error is None
     assert broken.error.startswith("cannot open container") and not broken.top1
     assert cat.error is None and 285 in cat.top1
+
+
+def test_a_clip_torchcodec_cannot_finish_goes_on_with_pyav(lite0, demo_dir, tmp_path):
+    """The per-clip CPU fallback, on a file cut off after a 'moov first' header: PyAV decodes what is
+    there (the clip ends early), torchcodec fails at the cut; the GPU path's source yields what PyAV does."""
+    import av
+
+    whole, cut = tmp_path / "faststart.mp4", tmp_path / "cut.mp4"
+    with av.open(str(demo_dir / "chelsea_cat.mp4")) as source, \
+            av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    with pytest.raises(DecodeError, match="corrupt video stream after 25 frames"):
+        list(torchcodec_chunks(str(cut), 100, 25))
+    pyav = _frames(pyav_chunks, str(cut), 100, 25)
+    assert 25 < len(pyav) < 50
+    chunks = list(torchcodec_or_pyav_chunks(str(cut), 100, 25))
+    assert all(isinstance(c, torch.Tensor) for c in chunks) and sum(len(c) for c in chunks) == len(pyav)
+    np.testing.assert_array_equal(chunks[1].numpy(), pyav[25:])  # torchcodec's first chunk, then PyAV's
+    jobs = [(str(cut), {1}), (str(demo_dir / "coffee_cup.mp4"), {1})]  # rejected: all frames; a round mixes both sources
+    scans = {d: scan_clips(lite0, jobs, 100, 25, decoder=d) for d in ("torchcodec", "pyav")}
+    assert [(s.error, s.exhausted, s.frames_classified) for s in scans["torchcodec"]] == [
+        (None, True, len(pyav)), (None, False, 100)] == [(s.error, s.exhausted, s.frames_classified) for s in scans["pyav"]]
+    with pytest.raises(DecodeError, match="decoding took longer than 0 s"):  # a timeout is final: PyAV is no faster
+        list(torchcodec_or_pyav_chunks(str(demo_dir / "chelsea_cat.mp4"), 5, 5, timeout_s=0.0))
 
 
 def test_decoder_choice():

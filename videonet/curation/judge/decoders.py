@@ -7,7 +7,8 @@ generator of chunks of 224x224 uint8 NHWC frames, the first ``limit`` frames of 
 GPU: NVDEC) and resizes + centre-crops with torch ops there, so the frames never leave the GPU
 before the classifier sees them. Both keep the same contract: ``DecodeError`` with a one-line
 reason (missing, not a video, too large, corrupt, too slow), an exhausted clip ends early, closing
-the generator releases the file.
+the generator releases the file. A clip torchcodec fails on goes on with PyAV
+(:func:`torchcodec_or_pyav_chunks`): the CPU fallback, per clip.
 
 :func:`resolve_decoder` reads the ``--decoder`` setting (``auto`` is torchcodec where it pays: the
 classifier on CUDA and torchcodec importable; PyAV elsewhere) and :func:`frame_source` hands
@@ -18,12 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import closing
 from functools import lru_cache, partial
+from itertools import islice
 from typing import Callable, Iterator, Union
 
 import numpy as np
 
-from videonet.curation.judge.frames import CROP, MAX_PIXELS, DecodeError, pyav_chunks
+from videonet.curation.judge.frames import CROP, MAX_PIXELS, DecodeError, DecodeTimeout, pyav_chunks
 from videonet.errors import UserError
 from videonet.torch_utils import scaled_size
 
@@ -122,13 +125,40 @@ def torchcodec_chunks(path: str, limit: int, chunk: int, timeout_s: float | None
             frames = resize_crop(batch)
             spent += time.monotonic() - started
             if timeout_s is not None and spent > timeout_s:
-                raise DecodeError(f"decoding took longer than {timeout_s:g} s")
+                raise DecodeTimeout(f"decoding took longer than {timeout_s:g} s")
             produced += len(batch)
             yield frames
     finally:
         del decoder  # torchcodec has no close(): dropping the last reference releases the file and NVDEC
     if produced == 0:
         raise DecodeError("no decodable video frames")
+
+
+def torchcodec_or_pyav_chunks(path: str, limit: int, chunk: int, timeout_s: float | None = None,
+                              device: str = "cpu") -> Iterator["torch.Tensor"]:  # noqa: F821
+    """:func:`torchcodec_chunks`, and where torchcodec fails on a clip, PyAV from the chunk where it stopped.
+
+    The CPU fallback per clip: a clip NVDEC cannot finish (a GPU error, a file torchcodec reads less
+    leniently, such as one cut off after its header) is decoded as a CPU worker would, so no clip is
+    lost to the GPU path and an undecodable clip is audited with PyAV's reason, the same on every worker.
+    """
+    produced = 0
+    try:
+        with closing(torchcodec_chunks(path, limit, chunk, timeout_s, device)) as chunks:
+            for batch in chunks:
+                produced += len(batch)  # whole chunks: only the last one can be short, and nothing follows it
+                yield batch
+        return
+    except DecodeTimeout:
+        raise
+    except DecodeError as exc:
+        _say(logging.WARNING, "torchcodec could not decode some clips: PyAV decodes each from where it stopped")
+        log.debug("torchcodec failed on %s, PyAV goes on: %s", path, exc)
+    import torch
+
+    with closing(pyav_chunks(path, limit, chunk, timeout_s)) as chunks:
+        for batch in islice(chunks, produced // chunk, None):
+            yield torch.from_numpy(batch).to(device)  # one source, one place: its chunks join the others' on the device
 
 
 def torchcodec_error() -> str | None:
@@ -171,4 +201,4 @@ def frame_source(decoder: str, device: str) -> FrameSource:
     name, why = resolve_decoder(decoder, device)
     fell_back = device.startswith("cuda") and name == "pyav"
     _say(logging.WARNING if fell_back else logging.INFO, f"--decoder {decoder}: {name} ({why})")
-    return pyav_chunks if name == "pyav" else partial(torchcodec_chunks, device=device)
+    return pyav_chunks if name == "pyav" else partial(torchcodec_or_pyav_chunks, device=device)

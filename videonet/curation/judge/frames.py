@@ -25,6 +25,10 @@ class DecodeError(Exception):
     """The clip cannot be decoded; the message is the audit reason."""
 
 
+class DecodeTimeout(DecodeError):
+    """Decoding the clip took longer than its budget (another decoder would not be faster)."""
+
+
 @dataclass(frozen=True)
 class ClipInfo:
     """What a probe learns about a clip without decoding it."""
@@ -97,7 +101,7 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
                 image = center_crop(scaler.reformat(frame, width=w, height=h, format="rgb24", threads=1).to_ndarray())
                 spent += time.monotonic() - resumed
                 if timeout_s is not None and spent > timeout_s:
-                    raise DecodeError(f"decoding took longer than {timeout_s:g} s")
+                    raise DecodeTimeout(f"decoding took longer than {timeout_s:g} s")
                 yield image
                 resumed = time.monotonic()
                 produced += 1
