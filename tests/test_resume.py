@@ -28,3 +28,19 @@ def test_resuming_a_finished_run_searches_nothing_again(demo_run, demo_dir, tmp_
     curate(*curate_options(out, demo_dir, per_class=3))  # other candidates: every class is searched again
     assert "not searched again" not in capsys.readouterr().out
     assert len([p for p in (out / "search").iterdir() if p.suffix == ".parquet"]) == 2
+
+
+def test_final_rows_keep_each_candidates_latest_run():
+    """What a rerun decided again supersedes the older row; a class that one run audited stays whole
+    (its duplicate rows included) without the per-candidate grouping."""
+    from videonet.curation.write.rundir import final_rows
+
+    audit = pd.DataFrame([
+        ("r1", "a", "v1", "too_short"), ("r1", "a", "v1", "duplicate"),  # one run: both rows stay
+        ("r1", "b", "v2", "download_retriable"), ("r2", "b", "v2", "kept"),  # redone by r2: r2's row
+        ("r1", "b", "v3", "rejected_by_classifier"),  # settled by r1, not redone: stays
+        (None, "c", "v4", "download_error"), ("r1", "c", "v4", "kept"),  # a row without run id comes first
+        ("r2", None, "row:3", "invalid_catalog_row"),  # no class
+    ], columns=["run_id", "wnid", "id", "status"])
+    assert list(final_rows(audit).index) == [0, 1, 3, 4, 6, 7]
+    assert final_rows(audit.iloc[:0]).empty

@@ -34,6 +34,9 @@ from videonet.curation.write.thumbs import THUMBS
 RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP)
 SEARCH_FAILURES = (SEARCH_ERROR, SEARCH_RETRIABLE)  # failed requests, not videos
 PAPER_RETENTION_PCT = 24.0  # VITO/VideoNet kept about 24% of retrieved videos
+# The audit columns the report reads (the counts, and the rejected clips' captions): a 5M-hit run's
+# audit holds millions of rows, and every other column would cost memory and nothing else.
+REPORT_COLUMNS = ["run_id", "wnid", "class_index", "name", "id", "title", "status", "reason"]
 
 
 def latest_searches(searches: pd.DataFrame) -> pd.DataFrame:
@@ -242,7 +245,7 @@ terminal.</p>
 def build_report(out: str) -> dict:
     """(Re)write ``report/`` from the tables on disk and return the summary."""
     searches = read_table(out, SEARCH, SEARCH_SCHEMA)
-    audit, metadata = current_rows(read_audit(out), searches), read_metadata(out)
+    audit, metadata = current_rows(read_audit(out, REPORT_COLUMNS), searches), read_metadata(out)
     table = retention_table(audit, searches)
     facts = summary(audit, metadata, table, read_table(out, REQUESTS, REQUESTS_SCHEMA))
     parquet = io.BytesIO()

@@ -144,18 +144,22 @@ def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return table.select(schema.names).cast(schema)
 
 
-def read_table(out: str, directory: str, schema: pa.Schema):
-    """All committed Parquet parts of ``out/directory`` as one pandas DataFrame."""
+def read_table(out: str, directory: str, schema: pa.Schema, columns: list[str] | None = None):
+    """All committed Parquet parts of ``out/directory`` as one pandas DataFrame; only ``columns`` (of
+    ``schema``) when given: at millions of rows the columns a reader does not need cost gigabytes."""
+    schema = pa.schema([schema.field(name) for name in columns]) if columns else schema
     tables = []
     for path in _list(join(out, directory), "*.parquet"):
         with FileSystems.open(path) as fh:
-            tables.append(_conform(pq.read_table(io.BytesIO(fh.read())), schema))
+            part = pq.ParquetFile(io.BytesIO(fh.read()))
+        present = set(part.schema_arrow.names)
+        tables.append(_conform(part.read(columns=[n for n in schema.names if n in present]), schema))
     table = pa.concat_tables(tables) if tables else schema.empty_table()
-    return table.to_pandas()
+    return table.to_pandas(self_destruct=True)
 
 
-def read_audit(out: str):
-    return read_table(out, AUDIT, AUDIT_SCHEMA)
+def read_audit(out: str, columns: list[str] | None = None):
+    return read_table(out, AUDIT, AUDIT_SCHEMA, columns)
 
 
 def final_rows(audit):
@@ -165,10 +169,17 @@ def final_rows(audit):
     latest run holds its last word; within one run a candidate may also have a ``duplicate`` row (its
     video met again by another term), which stays. Run ids start with a UTC time stamp; a row of an
     older videonet has none and comes first. The history stays on disk; readers that count use this.
+    Only the classes that more than one run audited are grouped per candidate: a class audited by one
+    run is final as it is, and grouping millions of candidates costs gigabytes.
     """
     run = audit["run_id"].fillna("")
-    latest = run.groupby([audit["wnid"].fillna(""), audit["id"]]).transform("max")
-    return audit[run == latest]
+    wnid = audit["wnid"].fillna("")
+    mixed = (run.groupby(wnid).transform("nunique") > 1).to_numpy()
+    keep = ~mixed
+    if mixed.any():
+        again = run[mixed]
+        keep[mixed] = (again == again.groupby([wnid[mixed], audit["id"][mixed]]).transform("max")).to_numpy()
+    return audit[keep]
 
 
 def read_metadata(out: str):
