@@ -96,3 +96,20 @@ def test_verdict_rows_come_from_the_typed_result():
     assert rejected["status"] == "rejected_by_classifier" and "never top-1 in 2 frames" in rejected["reason"]
     assert [r["status"] for r in verdict_rows([cat], FetchFailed("HTTP Error 404"), None, 10.0)] == ["download_error"]
     assert verdict_rows([cat], TooShort(9.5, 10.0, (285,)), None, 10.0)[0]["reason"] == "duration 9.50 s < 10 s (probed)"
+
+
+def test_the_local_runner_is_the_fn_api_runner_and_keeps_its_flags():
+    """Beam's DirectRunner falls back to its slow legacy runner for this graph (GroupIntoBatches'
+    processing-time timer); videonet names the FnApiRunner, and the DirectRunner's flags still reach it.
+    Any other runner name is Beam's to resolve, the legacy one included when asked for by name."""
+    from apache_beam.options.pipeline_options import DirectOptions
+    from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from videonet.curation.run import new_pipeline
+
+    local = new_pipeline(CurateSettings.of(beam_args=("--direct_num_workers=2",)))
+    assert isinstance(local.runner, FnApiRunner)
+    assert local.options.view_as(DirectOptions).direct_num_workers == 2
+    named = new_pipeline(CurateSettings.of(runner="BundleBasedDirectRunner"))
+    assert isinstance(named.runner, BundleBasedDirectRunner)
