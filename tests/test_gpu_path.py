@@ -51,7 +51,8 @@ def scans(lite0, demo_dir):
 
 
 def test_torchcodec_and_pyav_keep_the_same_clips(scans):
-    kept = {d: [keep_decision(s.top1, cls).kept for s, (_, cls) in zip(fast, QUERIES)] for d, (fast, _) in scans.items()}
+    kept = {d: [keep_decision(s.top1, cls).kept for s, (_, cls) in zip(fast, QUERIES)]
+            for d, (fast, _) in scans.items()}
     assert kept["torchcodec"] == kept["pyav"] == [True, True, False, False]
     pairs = [(a, b) for t, p in zip(scans["torchcodec"][1], scans["pyav"][1]) for a, b in zip(t.top1, p.top1)]
     assert len(pairs) == len(QUERIES) * TEST_FRAMES
@@ -92,14 +93,15 @@ def test_keep_rule_boundary_at_frame_n_through_torchcodec(lite0, tmp_path):
 
 def test_torchcodec_decode_contract(lite0, demo_dir):
     """Exhausted clips end early; missing, corrupt and too-slow clips are one-line DecodeErrors, per clip."""
-    assert [len(c) for c in torchcodec_chunks(str(demo_dir / "chelsea_cat_5s.mp4"), 1000, 25)] == [25, 25]  # 5 s at 10 fps
+    five_seconds = str(demo_dir / "chelsea_cat_5s.mp4")
+    assert [len(c) for c in torchcodec_chunks(five_seconds, 1000, 25)] == [25, 25]  # 5 s at 10 fps
     for name, reason in (("broken_upload.mp4", "cannot open container"), ("missing.mp4", "file not found")):
         with pytest.raises(DecodeError, match=reason) as caught:
             list(torchcodec_chunks(str(demo_dir / name), 5, 5))
         assert "\n" not in str(caught.value) and ".cpp" not in str(caught.value)
     with pytest.raises(DecodeError, match="decoding took longer than 0 s"):
         list(torchcodec_chunks(str(demo_dir / "chelsea_cat.mp4"), 5, 5, timeout_s=0.0))
-    short, broken, cat = scan_clips(lite0, [(str(demo_dir / "chelsea_cat_5s.mp4"), {1}),
+    short, broken, cat = scan_clips(lite0, [(five_seconds, {1}),
                                             (str(demo_dir / "broken_upload.mp4"), {1}),
                                             (str(demo_dir / "chelsea_cat.mp4"), {285})], 60, 25, decoder="torchcodec")
     assert short.exhausted and short.frames_classified == 50 and short.error is None
@@ -128,10 +130,10 @@ def test_a_clip_torchcodec_cannot_finish_goes_on_with_pyav(lite0, demo_dir, tmp_
     chunks = list(torchcodec_or_pyav_chunks(str(cut), 100, 25))
     assert all(isinstance(c, torch.Tensor) for c in chunks) and sum(len(c) for c in chunks) == len(pyav)
     np.testing.assert_array_equal(chunks[1].numpy(), pyav[25:])  # torchcodec's first chunk, then PyAV's
-    jobs = [(str(cut), {1}), (str(demo_dir / "coffee_cup.mp4"), {1})]  # rejected: all frames; a round mixes both sources
+    jobs = [(str(cut), {1}), (str(demo_dir / "coffee_cup.mp4"), {1})]  # rejected, all frames; rounds mix sources
     scans = {d: scan_clips(lite0, jobs, 100, 25, decoder=d) for d in ("torchcodec", "pyav")}
-    assert [(s.error, s.exhausted, s.frames_classified) for s in scans["torchcodec"]] == [
-        (None, True, len(pyav)), (None, False, 100)] == [(s.error, s.exhausted, s.frames_classified) for s in scans["pyav"]]
+    outcomes = {d: [(s.error, s.exhausted, s.frames_classified) for s in got] for d, got in scans.items()}
+    assert outcomes["torchcodec"] == outcomes["pyav"] == [(None, True, len(pyav)), (None, False, 100)]
     with pytest.raises(DecodeError, match="decoding took longer than 0 s"):  # a timeout is final: PyAV is no faster
         list(torchcodec_or_pyav_chunks(str(demo_dir / "chelsea_cat.mp4"), 5, 5, timeout_s=0.0))
 
@@ -165,7 +167,8 @@ def test_padded_batches_give_the_same_labels(lite0, demo_dir):
     for classifier in (lite0, load_classifier("efficientnet-lite0", device="cpu", engine="torch")):
         padded = replace(classifier, fixed_batch=True)
         labels, scores = classifier.top1(frames)
-        for got in (padded.top1(frames), padded.top1(torch.from_numpy(frames)), classifier.top1(torch.from_numpy(frames))):
+        tensor = torch.from_numpy(frames)
+        for got in (padded.top1(frames), padded.top1(tensor), classifier.top1(tensor)):
             assert got[0].tolist() == labels.tolist()
             np.testing.assert_allclose(got[1], scores, atol=1e-3)
 

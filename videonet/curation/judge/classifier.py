@@ -52,7 +52,7 @@ class Classifier:
         if self.fixed_batch and count < self.max_batch:
             frames = pad_batch(frames, self.max_batch)
         if self.engine == "openvino":
-            frames = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else frames
+            frames = np.ascontiguousarray(frames.cpu().numpy()) if isinstance(frames, torch.Tensor) else frames
             logits = torch.from_numpy(self.model(frames))
         else:
             logits = self._torch_logits(frames)
@@ -89,8 +89,8 @@ class ClassifierSettings:
     precision: str = field(default="auto", metadata={
         "help": "auto (bf16 on GPU and on CPUs with native bf16, else fp32), fp32, bf16 or fp16."})
     compile: bool = field(default=False, metadata={
-        "help": "torch.compile the classifier instead of the CPU oneDNN fusion; on CUDA with CUDA graphs "
-                "(mode reduce-overhead, fixed 256-frame batches) (pays off on long GPU runs)."})
+        "help": "torch.compile the classifier instead of the CPU oneDNN fusion (pays off on long GPU runs); "
+                "on CUDA: CUDA graphs, every forward padded to 256 frames."})
     engine: str = field(default="auto", metadata={
         "help": "auto (OpenVINO on CPU when installed: measured faster; torch elsewhere), torch or openvino."})
 
@@ -170,8 +170,9 @@ def load_classifier(name: str = "resnet50", weights: str | None = None, device: 
     ``compile`` wraps it in ``torch.compile`` instead: worth it for long runs on GPU, where the
     compile time (minutes on a small CPU) is amortised. On CUDA that is ``mode="reduce-overhead"``
     (CUDA graphs: one launch per forward instead of one per kernel), static shapes, and every forward
-    padded to ``max_batch`` frames, so one graph is compiled and captured, whatever a round's size. ``engine`` (:func:`resolve_engine`) may hand
-    the fast path to OpenVINO instead, which does its own folding and fusion.
+    padded to ``max_batch`` frames, so one graph is compiled and captured, whatever a round's size.
+    ``engine`` (:func:`resolve_engine`) may hand the fast path to OpenVINO instead, which does its own
+    folding and fusion.
     """
     import torch
 

@@ -7,8 +7,8 @@ class has been top-1 on some frame (early exit). Rejected clips, and clips queri
 classes (one class per video goes to the class top-1 on the most frames), are scanned to N frames,
 so the keep decision is exactly the rule's. The frames come from a pluggable source
 (:mod:`~videonet.curation.judge.decoders`): PyAV on the CPU, or torchcodec on the classifier's device
-(NVDEC on a GPU), whose frames stay there up to the classifier. Each scan also keeps a small JPEG of the first frame of every
-top-1 label it saw: the frames behind a verdict (the first match of a kept class, the most
+(NVDEC on a GPU), whose frames stay there up to the classifier. Each scan also keeps a small JPEG of
+the first frame of every top-1 label it saw: the frames behind a verdict (the first match of a kept class, the most
 frequent label of a rejected clip) for the report, without decoding the clip a second time. Naive path (:func:`naive_scan`): one clip, full-size decode,
 one frame per forward pass, fp32, all N frames; the reference for tests and benchmarks.
 """
