@@ -207,7 +207,7 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
 def run(settings: CurateSettings, classes: list[ImageNetClass], source: Source, state: RunState,
         shared: Shared | None = None) -> None:
     """Build and run the pipeline to completion."""
-    from videonet.curation.run import new_pipeline
+    from videonet.curation.run import job_service, new_pipeline
 
-    with new_pipeline(settings) as pipeline:
+    with job_service(settings) as settings, new_pipeline(settings) as pipeline:
         build(pipeline, settings, classes, source, state, shared or Shared())

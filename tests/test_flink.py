@@ -1,6 +1,7 @@
 """The curation on Flink: an embedded Flink (``--runner FlinkRunner``, no further flag) and a standalone
 cluster (a JobManager and two TaskManagers, SDK workers in processes of their own) give what the
-DirectRunner gives, and an SDK worker SIGKILLed mid-run costs nothing once the command is rerun.
+DirectRunner gives, and an SDK worker or a TaskManager SIGKILLed mid-run costs nothing once the command
+is rerun.
 
 The job server and Flink's jars are the ones ``install.sh`` put into the cache.
 """
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -39,6 +41,23 @@ def test_flink_runner_defaults_fill_only_what_is_not_given():
     flags = RunnerSettings(runner="FlinkRunner").beam_flags(given)
     assert flags[:4] == ["--runner=FlinkRunner", *given] and len(flags) == 6  # + version and jar, no environment
     assert RunnerSettings().beam_flags(["--direct_num_workers=2"]) == ["--runner=DirectRunner", "--direct_num_workers=2"]
+
+
+def test_embedded_flink_gets_a_job_server_for_the_pipeline_only():
+    """The embedded Flink's job server (its JVM: the run's largest process) is started for the pipeline
+    and stopped when it ends, not kept until the Python process exits; a cluster's flags are left alone."""
+    from videonet.curation.run import CurateSettings, job_service
+    from videonet.flink import _listening
+
+    with job_service(CurateSettings.of(runner="FlinkRunner")) as served:
+        flag = served.beam_args[-1]
+        assert flag.startswith("--job_endpoint=localhost:") and not served.runner.embedded_flink(served.beam_args)
+        port = int(flag.rsplit(":", 1)[1])
+        assert _listening(port)
+    assert not _listening(port)
+    cluster = CurateSettings.of(["--flink_master=localhost:8081"], runner="FlinkRunner")
+    with job_service(cluster) as served:
+        assert served is cluster
 
 
 def _curate_cli(*args: str) -> None:
@@ -94,29 +113,55 @@ def _sdk_workers() -> list[int]:
     return pids
 
 
-def test_standalone_cluster_survives_a_killed_sdk_worker(kit, clean_run, cluster, tmp_path):
-    """Two TaskManagers, each SDK worker a process: one is SIGKILLed while shards are being committed.
-    The run fails or finishes; rerunning the same command ends exactly like the uninterrupted DirectRunner run."""
-    assert len([name for name in cluster.pids if name.startswith("taskmanager")]) == 2 and cluster.alive()
-    expected = _snapshot(clean_run)
-    out = tmp_path / "killed"
-    command = [sys.executable, "-m", "videonet", *faultkit.cli_args(out, kit, kit.clean, faultkit.GOOD_CLASSES),
-               "--runner", "FlinkRunner", "--", *cluster.flags]
+def _killed_mid_run(command: list[str], out, victim: Callable[[], int | None]) -> int | None:
+    """Run ``command``; once its first shard is being committed, SIGKILL the process ``victim`` names.
+    The run fails or finishes; returns the pid killed (None: the run finished first)."""
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     killed = None
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
-        workers = _sdk_workers()
-        if workers and (out / "shards").exists() and any((out / "shards").iterdir()):
-            killed = workers[0]
-            os.kill(killed, signal.SIGKILL)
+        pid = victim()
+        if pid and (out / "shards").exists() and any((out / "shards").iterdir()):
+            os.kill(pid, signal.SIGKILL)
+            killed = pid
             break
         time.sleep(0.05)
     _, stderr = proc.communicate(timeout=300)
     assert killed is not None or proc.returncode == 0, stderr.decode(errors="replace")[-3000:]
-    print(f"SDK worker {killed} killed; the run exited {proc.returncode}")
-    assert cluster.alive()  # the TaskManagers outlive their SDK workers
+    print(f"{killed} killed; the run exited {proc.returncode}")
+    return killed
 
+
+def _rerun_ends_like(command: list[str], out, expected: dict) -> None:
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert_resumed_like(out, expected)
+
+
+def _cluster_command(kit, cluster, out) -> list[str]:
+    return [sys.executable, "-m", "videonet", *faultkit.cli_args(out, kit, kit.clean, faultkit.GOOD_CLASSES),
+            "--runner", "FlinkRunner", "--", *cluster.flags]
+
+
+def test_standalone_cluster_survives_a_killed_sdk_worker(kit, clean_run, cluster, tmp_path):
+    """Two TaskManagers, each SDK worker a process: one is SIGKILLed while shards are being committed.
+    The run fails or finishes; rerunning the same command ends exactly like the uninterrupted DirectRunner run."""
+    assert len([name for name in cluster.pids if name.startswith("taskmanager")]) == 2 and cluster.alive()
+    out = tmp_path / "killed"
+    command = _cluster_command(kit, cluster, out)
+    _killed_mid_run(command, out, lambda: next(iter(_sdk_workers()), None))
+    assert cluster.alive()  # the TaskManagers outlive their SDK workers
+    _rerun_ends_like(command, out, _snapshot(clean_run))
+
+
+def test_standalone_cluster_survives_a_killed_taskmanager(kit, clean_run, cluster, tmp_path):
+    """A TaskManager SIGKILLed while shards are being committed (its SDK workers lose their runner): the
+    run fails or finishes. Once the cluster has its TaskManager back (``Cluster.revive``: what a
+    supervisor does for a real cluster), rerunning the same command ends exactly like the uninterrupted
+    DirectRunner run: nothing lost, nothing twice."""
+    out = tmp_path / "tm-killed"
+    command = _cluster_command(kit, cluster, out)
+    killed = _killed_mid_run(command, out, lambda: cluster.pids["taskmanager-0"])
+    if killed is not None:
+        assert not cluster.alive() and cluster.revive() == ["taskmanager-0"] and cluster.alive()
+    _rerun_ends_like(command, out, _snapshot(clean_run))

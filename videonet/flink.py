@@ -17,7 +17,9 @@ of Beam's SDK container. ``start`` prints the Beam flags that submit to it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import shutil
 import shlex
@@ -25,11 +27,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from videonet.errors import UserError
 
@@ -130,6 +135,49 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("localhost", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def embedded_job_server(timeout: float = 120.0) -> Iterator[str]:
+    """Beam's Flink job server running an embedded Flink (``[local]``) for the length of the block:
+    yields its endpoint (``--job_endpoint``), then stops the JVM.
+
+    Beam's own launcher keeps that JVM until the Python process exits, so the largest process of a
+    run (its heap grows to the JVM's default, a quarter of the machine's memory: 5.9 GB at 5M rows)
+    stayed resident through the report that follows the pipeline. Its output goes to this module's
+    logger, as Beam's launcher logs it.
+    """
+    port = _free_port()
+    log = logging.getLogger(__name__)
+    with tempfile.TemporaryDirectory(prefix="videonet-flink-artifacts-") as artifacts:
+        server = subprocess.Popen(["java", "-jar", str(job_server_jar()), "--flink-master", "[local]",
+                                   "--job-port", str(port), "--artifact-port", "0", "--expansion-port", "0",
+                                   "--artifacts-dir", artifacts], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        threading.Thread(target=lambda: [log.info(line.decode(errors="replace").rstrip()) for line in server.stdout],
+                         daemon=True).start()
+        try:
+            deadline = time.monotonic() + timeout
+            while not _listening(port):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise UserError(f"the Flink job server did not start (exit status {server.poll()}): "
+                                    f"see the log of {__name__}")
+                time.sleep(0.2)
+            yield f"localhost:{port}"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
 @dataclass
 class Cluster:
     """A standalone Flink session cluster on this machine, its processes recorded in ``home/cluster.json``."""
@@ -183,6 +231,13 @@ class Cluster:
             self.pids[name] = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                                start_new_session=True).pid
 
+    def _command(self, name: str, dist: Path, conf: Path) -> list[str]:
+        """The JVM command of the process ``name``: ``jobmanager`` or ``taskmanager-<i>``."""
+        if name == "jobmanager":
+            return self._java(dist, conf, "JM", "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint", [])
+        return self._java(dist, conf, "TM", "org.apache.flink.runtime.taskexecutor.TaskManagerRunner",
+                          ["-D", f"taskmanager.resource-id=tm-{name.rsplit('-', 1)[1]}"])
+
     def start(self, timeout: float = 120.0) -> "Cluster":
         """Start the JobManager and the TaskManagers; wait until all their slots have registered."""
         dist = install_distribution()
@@ -192,20 +247,34 @@ class Cluster:
         worker = self.home / "sdk-worker"  # what the PROCESS environment runs: one executable, no arguments of ours
         worker.write_text(f"#!/bin/sh\nexec {sys.executable} -m videonet.flink boot \"$@\"\n")
         worker.chmod(0o755)
-        self._spawn("jobmanager", self._java(dist, conf, "JM",
-                                             "org.apache.flink.runtime.entrypoint.StandaloneSessionClusterEntrypoint", []))
-        for i in range(self.taskmanagers):
-            self._spawn(f"taskmanager-{i}", self._java(dist, conf, "TM", "org.apache.flink.runtime.taskexecutor."
-                                                       "TaskManagerRunner", ["-D", f"taskmanager.resource-id=tm-{i}"]))
+        for name in ["jobmanager", *(f"taskmanager-{i}" for i in range(self.taskmanagers))]:
+            self._spawn(name, self._command(name, dist, conf))
+        self._save()
+        self._wait_for_slots(timeout)
+        return self
+
+    def revive(self, timeout: float = 120.0) -> list[str]:
+        """Start again, with the configuration they had, the processes of the cluster that are gone (a
+        TaskManager SIGKILLed or OOM-killed), as a supervisor (systemd, Kubernetes) does for a real
+        cluster; wait until every slot has registered again. Returns the names restarted."""
+        dead = [name for name, pid in self.pids.items() if not _running(pid)]
+        for name in dead:
+            self._spawn(name, self._command(name, install_distribution(), self.home / "conf"))
+        self._save()
+        self._wait_for_slots(timeout)
+        return dead
+
+    def _save(self) -> None:
         (self.home / "cluster.json").write_text(json.dumps(
             {"pids": self.pids, "rest_port": self.rest_port, "taskmanagers": self.taskmanagers, "slots": self.slots}))
+
+    def _wait_for_slots(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self.registered_slots() < self.taskmanagers * self.slots:
             if time.monotonic() > deadline or not self.alive():
                 self.stop()
                 raise RuntimeError(f"Flink cluster did not start: see the logs in {self.home}")
             time.sleep(1)
-        return self
 
     def registered_slots(self) -> int:
         try:

@@ -9,6 +9,7 @@ fields (``videonet.cli``), so an option, its default and its help exist in one p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -58,14 +59,29 @@ class RunnerSettings:
 
         from videonet import flink
 
-        given = {arg[2:].split("=", 1)[0].replace("-", "_") for arg in beam_args if arg.startswith("--")}
+        given = _given(beam_args)
         defaults = {"flink_master": lambda: "[local]", "flink_version": lambda: flink.FLINK_VERSION,
                     "flink_job_server_jar": lambda: str(flink.job_server_jar()),
                     "parallelism": lambda: str(os.cpu_count() or 1)}
-        master = next((a.split("=", 1)[1] for a in beam_args if a.startswith("--flink_master=")), "[local]")
-        if master in MAGIC_HOST_NAMES:
+        if _flink_master(beam_args) in MAGIC_HOST_NAMES:
             defaults["environment_type"] = lambda: "LOOPBACK"
         return flags + [f"--{name}={value()}" for name, value in defaults.items() if name not in given]
+
+    def embedded_flink(self, beam_args: typing.Sequence[str]) -> bool:
+        """FlinkRunner on a Flink inside the job server's JVM: no cluster named, no job server given."""
+        from apache_beam.runners.portability.flink_runner import MAGIC_HOST_NAMES
+
+        return (self.runner in FLINK_RUNNERS and _flink_master(beam_args) in MAGIC_HOST_NAMES
+                and "job_endpoint" not in _given(beam_args))
+
+
+def _given(beam_args: typing.Sequence[str]) -> set[str]:
+    """The Beam options named in ``beam_args``, spelled with underscores."""
+    return {arg[2:].split("=", 1)[0].replace("-", "_") for arg in beam_args if arg.startswith("--")}
+
+
+def _flink_master(beam_args: typing.Sequence[str]) -> str:
+    return next((a.split("=", 1)[1] for a in beam_args if a.startswith("--flink_master=")), "[local]")
 
 
 @dataclass(frozen=True)
@@ -170,6 +186,21 @@ def new_pipeline(settings: CurateSettings):
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
     return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
+
+
+@contextlib.contextmanager
+def job_service(settings: CurateSettings) -> Iterator[CurateSettings]:
+    """The settings to run one pipeline with, inside the block. An embedded Flink gets a job server of
+    its own (:func:`videonet.flink.embedded_job_server`), stopped when the block ends rather than when
+    this process exits: its JVM is the run's largest process, and the report that follows the
+    pipeline needs the memory."""
+    if not settings.runner.embedded_flink(settings.beam_args):
+        yield settings
+        return
+    from videonet import flink
+
+    with flink.embedded_job_server() as endpoint:
+        yield dataclasses.replace(settings, beam_args=(*settings.beam_args, f"--job_endpoint={endpoint}"))
 
 
 def dry_run(out: str, settings: CurateSettings) -> int:
