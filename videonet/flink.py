@@ -360,7 +360,8 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("install", help="Fetch the job server (mvn) and Flink's jars (pip) into the cache.")
     commands.add_parser("boot", help="Start one SDK worker (run by the PROCESS environment, with its flags).")
     cluster = commands.add_parser("cluster", help="A standalone Flink cluster on this machine.")
-    cluster.add_argument("action", choices=["start", "stop", "status"])
+    cluster.add_argument("action", choices=["start", "stop", "status", "revive"],
+                         help="revive: restart the processes of a started cluster that died (a killed TaskManager).")
     cluster.add_argument("--home", type=Path, default=cache_dir() / "cluster", help="Config, logs and pids.")
     cluster.add_argument("--taskmanagers", type=int, default=2)
     cluster.add_argument("--slots", type=int, default=1, help="Task slots per TaskManager.")
@@ -375,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
             cluster = Cluster(args.home, args.taskmanagers, args.slots, args.taskmanager_mb).start()
             print(f"flink cluster up: web UI http://localhost:{cluster.rest_port}, pids {cluster.pids}")
             print("submit with: videonet curate ... --runner FlinkRunner -- " + shlex.join(cluster.flags))
+        elif args.action == "revive":
+            print(f"restarted: {', '.join(Cluster.load(args.home).revive()) or 'nothing, every process is up'}")
         elif args.action == "stop":
             Cluster.load(args.home).stop()
             print("flink cluster stopped")
