@@ -245,10 +245,6 @@ def _curate_held(out: str, settings: CurateSettings) -> dict:
     removed = recover(state.out)
     if removed:
         print(f"recovered {state.out}: removed {len(removed)} files of an interrupted commit")
-    shared = Shared()
-    # Fail fast, in one line, on weights that cannot be loaded, before any search or download; on
-    # the local runner the DoFns then reuse this very model through the Shared handle.
-    model = acquire_classifier(shared, settings.classifier) if settings.runner.local else None
     key = settings_key(settings)
     # A recovery removed part of a commit: the finished marks no longer prove every class's verdicts are
     # on disk, so every class is searched again and the resume join decides what is left.
@@ -257,9 +253,14 @@ def _curate_held(out: str, settings: CurateSettings) -> dict:
         print(f"resuming {state.out}: {len(classes) - len(todo)} classes finished by an earlier run with these "
               "settings are not searched again")
     if todo:
+        shared = Shared()
+        # Fail fast, in one line, on weights that cannot be loaded, before any search or download; on
+        # the local runner the DoFns then reuse this very model through the Shared handle. A finished
+        # run's resume judges nothing and loads no model (that took most of its time).
+        model = acquire_classifier(shared, settings.classifier) if settings.runner.local else None
         run(settings, todo, source, state, shared)
         mark_finished(state.out, state.run_id, key, todo)
-    del model
+        del model
     staging = join(state.out, WORK, "staging")
     if FileSystems.exists(staging):  # every staged download is inside a committed shard now
         FileSystems.delete([staging])
