@@ -55,8 +55,9 @@ class ScaleSource:
         for start in range(0, max(self.per_term, 1), size):
             page = []
             for i in range(start, min(start + size, self.per_term)):
-                video = i - 1 if i % 20 == 19 else i  # 5%: the engine returns the previous video again
-                title = f"unrelated upload {i}" if i % 5 == 4 else f"{term} video {video}"  # 20% loose matches
+                # 5%: the engine returns the previous (title-matched) video again; 20%: loose matches
+                video = i - 1 if i % 20 == 18 else i
+                title = f"unrelated upload {i}" if i % 5 == 4 else f"{term} video {video}"
                 page.append({"id": f"{tag}-{video}", "title": title, "url": f"https://example.invalid/{tag}/{video}",
                              "path": None, "duration": TOO_SHORT_S, "uploader": None})
             yield page
