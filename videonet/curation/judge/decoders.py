@@ -182,14 +182,14 @@ def resolve_decoder(decoder: str, device: str) -> tuple[str, str]:
         raise UserError(f"--decoder {decoder!r}: expected {', '.join(DECODERS)}")
     if decoder == "pyav":
         return decoder, "asked for"
+    if decoder == "auto" and not device.startswith("cuda"):  # decided without loading torchcodec (41 MB)
+        return "pyav", f"the classifier runs on {device}; NVDEC needs CUDA"
     error = torchcodec_error()
     if decoder == "torchcodec":
         if error:
             raise UserError(f"--decoder torchcodec needs `pip install 'videonet[gpu]'` and FFmpeg's shared "
                             f"libraries (apt install ffmpeg): {error}")
         return decoder, f"asked for, decoding on {device}"
-    if not device.startswith("cuda"):
-        return "pyav", f"the classifier runs on {device}; NVDEC needs CUDA"
     if error:
         return "pyav", f"decoding on the CPU, not NVDEC: torchcodec unavailable ({error})"
     return "torchcodec", f"NVDEC on {device}, resize and crop on the GPU"
