@@ -6,13 +6,13 @@ Every user mistake surfaces as a one-line ``error: ...`` and exit code 2, never 
 from __future__ import annotations
 
 import sys
-import typing
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from videonet.errors import UserError
+from videonet.options import settings_options
 from videonet.quiet import quiet_optional_extras
 
 quiet_optional_extras(sys.argv[1:])  # before the imports below bring in apache_beam
@@ -69,38 +69,14 @@ def synonyms_show(
         typer.echo(f"{c.index}\t{c.wnid}\t{c.name}\t{' | '.join(c.terms)}{shared}")
 
 
-def _settings_options(command):
-    """Give ``command`` one typer option per curation setting, generated from the stages' dataclasses.
+def _curate_sections():
+    from videonet.curation.run import CurateSettings, sections_of
 
-    Like img2dataset's ``download()`` signature being its CLI: each option's name, default and help
-    are the field's, written once in the stage that owns it (``videonet.curation.run.CurateSettings``).
-    The command receives them as keyword arguments; ``--help`` groups them by stage. A ``tuple[str, ...]`` field is a repeatable option
-    (typer's ``list[str]``; ``CurateSettings.of`` makes it a tuple again).
-    """
-    import inspect
-
-    from videonet.curation.run import option_fields
-
-    own = list(inspect.signature(command).parameters.values())
-    kwargs = own.pop()  # **settings
-    assert kwargs.kind is inspect.Parameter.VAR_KEYWORD
-    params, annotations = [], dict(typing.get_type_hints(command))
-    for section, f, hint in option_fields():
-        flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{flag[2:]}"] if hint is bool and f.default is True else [flag]
-        if typing.get_origin(hint) is tuple:
-            hint = list[typing.get_args(hint)[0]]
-        option = typer.Option(list(f.default) if isinstance(f.default, tuple) else f.default, *decls,
-                              help=f.metadata.get("help"), rich_help_panel=section.capitalize())
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hint))
-        annotations[f.name] = hint
-    command.__signature__ = inspect.Signature(own + params)
-    command.__annotations__ = annotations
-    return command
+    return list(sections_of(CurateSettings))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-@_settings_options
+@settings_options(_curate_sections)
 def curate(
     ctx: typer.Context,
     out: str = typer.Option(..., "--out", help="Run directory (local path, gs://, s3://); rerunning it resumes."),

@@ -45,6 +45,7 @@ RESNET_LAYOUTS: dict[tuple[tuple[int, ...], bool], str] = {
 }
 ARCHS = tuple(RESNET_LAYOUTS.values())
 BACKBONE_FILE = "backbone.pt"
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")  # --device everywhere (cuda:N: one GPU of several)
 
 
 def scaled_size(width: int, height: int, short_side: int = 256) -> tuple[int, int]:

@@ -26,7 +26,9 @@ from videonet.curation.judge.verdicts import JudgeSettings
 from videonet.curation.search import SearchSettings
 from videonet.curation.vocabulary.classes import VocabularySettings
 from videonet.curation.write import WriteSettings
+from videonet import options
 from videonet.errors import UserError
+from videonet.options import check_fields, from_flat
 
 LOCAL_RUNNERS = ("DirectRunner", "direct")
 FLINK_RUNNERS = ("FlinkRunner", "flink")
@@ -102,12 +104,7 @@ class CurateSettings:
     @classmethod
     def of(cls, beam_args: typing.Sequence[str] = (), **flat: Any) -> "CurateSettings":
         """Build from flat option names (the CLI's, with underscores); each goes to the section that owns it."""
-        sections = {}
-        for name, section in sections_of(cls):
-            # a repeatable option's list becomes a tuple: settings are frozen and hashable (a pacer's key)
-            own = {f.name: tuple(v) if isinstance(v := flat.pop(f.name), list) else v
-                   for f in dataclasses.fields(section) if f.name in flat}
-            sections[name] = section(**own)
+        sections = {name: from_flat(section, flat) for name, section in sections_of(cls)}
         if flat:
             raise TypeError(f"unknown curate settings: {', '.join(sorted(flat))}")
         settings = cls(**sections, beam_args=tuple(beam_args))
@@ -115,14 +112,9 @@ class CurateSettings:
         return settings
 
     def check(self) -> None:
-        """One-line errors for values below a field's declared minimum, or that contradict each other."""
-        for name, section in sections_of(type(self)):
-            values = getattr(self, name)
-            for f in dataclasses.fields(section):
-                low = f.metadata.get("min")
-                if low is not None and getattr(values, f.name) < low:
-                    flag = "--" + f.name.replace("_", "-")
-                    raise UserError(f"{flag} must be at least {low}" if low else f"{flag} must not be negative")
+        """One-line errors for values outside a field's declared minimum or choices, or that contradict each other."""
+        for name, _ in sections_of(type(self)):
+            check_fields(getattr(self, name))
         prefix = self.fetch.judge_prefix
         if prefix and prefix < self.candidates.min_duration:  # a prefix shorter would read as a short video
             raise UserError(f"--judge-prefix must be 0 or at least --min-duration ({self.candidates.min_duration:g} s)")
@@ -143,11 +135,7 @@ def sections_of(cls: type) -> Iterator[tuple[str, type]]:
 
 def option_fields() -> Iterator[tuple[str, dataclasses.Field, Any]]:
     """(section, field, resolved type) of every field that is a command-line option (for building the CLI)."""
-    for name, section in sections_of(CurateSettings):
-        hints = typing.get_type_hints(section)
-        for f in dataclasses.fields(section):
-            if f.metadata.get("cli", True):
-                yield name, f, hints[f.name]
+    return options.option_fields(list(sections_of(CurateSettings)))
 
 
 @dataclass(frozen=True)

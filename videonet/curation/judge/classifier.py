@@ -18,7 +18,10 @@ import numpy as np
 
 from videonet.curation.judge.models import MODELS
 from videonet.errors import UserError
-from videonet.torch_utils import resolve_device
+from videonet.torch_utils import DEVICES, resolve_device
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ENGINES = ("auto", "torch", "openvino")
 
 
 @dataclass
@@ -82,17 +85,20 @@ class ClassifierSettings:
     """Which ImageNet classifier judges the frames, and how it runs (picklable: weights load on each worker)."""
 
     classifier: str = field(default="resnet50", metadata={
-        "help": "resnet50 (torchvision) or efficientnet-lite0 (offline weights)."})
+        "help": "resnet50 (torchvision) or efficientnet-lite0 (offline weights).", "choices": tuple(MODELS)})
     weights: str | None = field(default=None, metadata={
         "help": "Torchvision enum name (IMAGENET1K_V2) or a weights file/URL."})
-    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda."})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present), cpu or cuda.",
+                                                  "choices": DEVICES})
     precision: str = field(default="auto", metadata={
-        "help": "auto (bf16 on GPU and on CPUs with native bf16, else fp32), fp32, bf16 or fp16."})
+        "help": "auto (bf16 on GPU and on CPUs with native bf16, else fp32), fp32, bf16 or fp16.",
+        "choices": PRECISIONS})
     compile: bool = field(default=False, metadata={
         "help": "torch.compile the classifier instead of the CPU oneDNN fusion (pays off on long GPU runs); "
                 "on CUDA: CUDA graphs, every forward padded to 256 frames."})
     engine: str = field(default="auto", metadata={
-        "help": "auto (OpenVINO on CPU when installed: measured faster; torch elsewhere), torch or openvino."})
+        "help": "auto (OpenVINO on CPU when installed: measured faster; torch elsewhere), torch or openvino.",
+        "choices": ENGINES})
 
     def load(self) -> Classifier:
         return load_classifier(self.classifier, self.weights, self.device, self.precision, self.compile,
@@ -136,7 +142,7 @@ def resolve_precision(precision: str, device: str) -> str:
     """
     if precision == "auto":
         return "bf16" if device.startswith("cuda") or cpu_has_bf16() else "fp32"
-    if precision not in ("fp32", "bf16", "fp16"):
+    if precision not in PRECISIONS:
         raise UserError(f"--precision {precision!r}: expected auto, fp32, bf16 or fp16")
     return precision
 
@@ -147,7 +153,7 @@ def resolve_engine(engine: str, device: str, precision: str, compile: bool, fold
     run is a one-line error rather than a silent fallback."""
     from videonet.curation.judge.openvino_engine import PRECISIONS, openvino_available
 
-    if engine not in ("auto", "torch", "openvino"):
+    if engine not in ENGINES:
         raise UserError(f"--engine {engine!r}: expected auto, torch or openvino")
     fits = device == "cpu" and precision in PRECISIONS and fold and not compile
     if engine == "auto":

@@ -19,7 +19,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from videonet.curation.candidates import duration_verdict
 from videonet.curation.judge.classifier import Classifier
-from videonet.curation.judge.decoders import resolve_decoder
+from videonet.curation.judge.decoders import DECODERS, resolve_decoder
 from videonet.curation.client import Session
 from videonet.curation.judge.fetch import FetchError, Fetched, FetchSettings, fetched_video
 from videonet.curation.judge.frames import DecodeError, check_complete, probe
@@ -47,7 +47,7 @@ class JudgeSettings:
                 "per video, the one top-1 on the most frames; the others are audited as kept_for_other_class)."})
     decoder: str = field(default="auto", metadata={
         "help": "auto (torchcodec's NVDEC with GPU resize when the classifier runs on CUDA and torchcodec is "
-                "installed, else PyAV), pyav (CPU) or torchcodec (on the classifier's device)."})
+                "installed, else PyAV), pyav (CPU) or torchcodec (on the classifier's device).", "choices": DECODERS})
 
     def __post_init__(self) -> None:
         if self.decoder != "auto":  # an unknown name or a missing torchcodec: one line now, not on a worker
