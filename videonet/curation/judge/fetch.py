@@ -17,12 +17,14 @@ a clip it keeps.
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import os
 import select
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -276,18 +278,79 @@ def _child() -> None:
         answers.flush()
 
 
-def _check_local(path: str) -> None:
-    if not os.path.lexists(path):
-        raise FetchError(f"file not found: {path}")
-    if not os.path.exists(path):
-        raise FetchError(f"dangling symlink: {path}")
-    if not os.path.isfile(path):
-        raise FetchError(f"not a regular file: {path}")
+def _refusal(path: str, error: OSError) -> FetchError:
+    """The audit reason of a local file that cannot be opened."""
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        return FetchError(f"file not found: {path}")
+    if error.errno == errno.ELOOP:
+        return FetchError(f"a symlink appeared in the path after the catalog was read (not followed): {path}")
+    return FetchError(f"file not readable: {path} ({error.strerror})")
+
+
+def open_regular(path: str, max_bytes: int | None = None) -> int:
+    """A read-only descriptor of the regular file at ``path``, opened without following any symlink.
+
+    The catalog resolves each path and checks it against ``--catalog-root`` when it is loaded; a
+    folder swapped for a symlink afterwards would lead the open elsewhere. So every component is
+    opened relative to its parent with ``O_NOFOLLOW`` (a symlink anywhere is refused, never
+    followed), the file is stat'ed before it is opened (a FIFO, a device or a directory is refused
+    before an open that could block, and a file over ``max_bytes`` before a byte is read), and the
+    descriptor is checked to be that very file. ``FetchError`` carries the audit reason.
+    """
+    parts = os.path.abspath(path).split(os.sep)[1:]
+    directory_flags = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    parent = os.open(os.sep, directory_flags)
     try:
-        with open(path, "rb"):
-            pass
-    except OSError as exc:
-        raise FetchError(f"file not readable: {path} ({exc.strerror})") from None
+        for name in parts[:-1]:
+            try:
+                child = os.open(name, directory_flags, dir_fd=parent)
+            except OSError as exc:
+                if exc.errno == errno.ENOTDIR and stat.S_ISLNK(_lstat(name, parent)):
+                    exc = OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+                raise _refusal(path, exc) from None
+            os.close(parent)
+            parent = child
+        try:
+            before = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+        except OSError as exc:
+            raise _refusal(path, exc) from None
+        if stat.S_ISLNK(before.st_mode):
+            raise _refusal(path, OSError(errno.ELOOP, os.strerror(errno.ELOOP)))
+        if not stat.S_ISREG(before.st_mode):  # a directory, FIFO, socket or device: never opened
+            raise FetchError(f"not a regular file: {path}")
+        if max_bytes is not None and before.st_size > max_bytes:
+            raise FetchError(f"file of {before.st_size} bytes exceeds the size limit of {max_bytes} bytes: {path}")
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent)
+        except OSError as exc:
+            raise _refusal(path, exc) from None
+    finally:
+        os.close(parent)
+    after = os.fstat(fd)
+    if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino) or after.st_size != before.st_size:
+        os.close(fd)
+        raise FetchError(f"file replaced while it was opened: {path}")
+    return fd
+
+
+def _lstat(name: str, parent: int) -> int:
+    try:
+        return os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+    except OSError:
+        return 0
+
+
+@contextmanager
+def opened_local(path: str, max_bytes: int | None = None) -> Iterator[str]:
+    """A name under which this process reads exactly the file :func:`open_regular` checked: the
+    descriptor's ``/proc/self/fd`` entry (PyAV and torchcodec open files by name; that name cannot
+    be swapped), or the path itself where there is no procfs."""
+    fd = open_regular(path, max_bytes)
+    try:
+        name = f"/proc/self/fd/{fd}"
+        yield name if os.path.exists(name) else path
+    finally:
+        os.close(fd)
 
 
 FETCH_PREFIX = "videonet-fetch-"
@@ -328,14 +391,15 @@ def fetched_video(url: str | None, path: str | None, limits: FetchSettings = Fet
                   site: Session | None = None, prefix: float = 0.0) -> Iterator[Fetched]:
     """Yield a local copy of the candidate's video; any temporary download or copy is deleted afterwards.
 
-    A local catalog path is used in place; a remote one (``gs://``, ``s3://``, any scheme a Beam
+    A local catalog path is read in place, opened once without following a symlink and within the
+    size limit (:func:`open_regular`); a remote one (``gs://``, ``s3://``, any scheme a Beam
     filesystem is registered for) is copied through Beam's filesystems; a URL goes through yt-dlp,
     paced and retried by ``site`` (default: one try, no rate limit), only its first ``prefix``
     seconds if ``prefix`` > 0.
     """
     if path and "://" not in path:
-        _check_local(path)
-        yield Fetched(path)
+        with opened_local(path, limits.max_bytes) as name:
+            yield Fetched(name)
         return
     if not path and not url:
         raise FetchError("candidate has neither url nor path")
@@ -363,6 +427,9 @@ def _copy_remote(path: str, directory: str, limits: FetchSettings) -> str:
     from apache_beam.io.filesystems import FileSystems
 
     target = os.path.join(directory, "video" + os.path.splitext(path)[1])
+    size = _remote_size(path)
+    if size is not None and size > limits.max_bytes:  # refused before a byte is read
+        raise FetchError(f"file of {size} bytes exceeds the size limit of {limits.max_bytes} bytes: {path}")
     try:
         with FileSystems.open(path, compression_type="uncompressed") as src, open(target, "wb") as dst:
             while block := src.read(8 * 1024 * 1024):
@@ -374,6 +441,18 @@ def _copy_remote(path: str, directory: str, limits: FetchSettings) -> str:
     except Exception as exc:  # Beam wraps each backend's "not found" differently
         raise FetchError(one_line(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")) from None
     return target
+
+
+def _remote_size(path: str) -> int | None:
+    """The size a remote filesystem lists for ``path``, or None where it does not say (the copy then
+    stops at the limit); a missing file is the copy's to report."""
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        listed = FileSystems.match([path])[0].metadata_list
+    except Exception:  # Beam raises its own error per backend for a missing file
+        return None
+    return listed[0].size_in_bytes if len(listed) == 1 else None
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ frame threading, and stops demuxing once N frames are out; :func:`naive_frames` 
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from itertools import islice
@@ -18,7 +19,8 @@ from videonet.torch_utils import scaled_size
 
 RESIZE = 256  # short side before the centre crop, as in torchvision's ImageNet eval transforms
 CROP = 224
-MAX_PIXELS = 4096 * 2160  # larger streams are refused rather than decoded (bounded memory/time)
+MAX_PIXELS = 4096 * 2160  # larger frames are refused rather than decoded (bounded memory/time)
+MAX_SECONDS = 1e6  # a container claiming a longer (or a negative, infinite) duration does not know it
 
 
 class DecodeError(Exception):
@@ -27,6 +29,22 @@ class DecodeError(Exception):
 
 class DecodeTimeout(DecodeError):
     """Decoding the clip took longer than its budget (another decoder would not be faster)."""
+
+
+def too_large(width: int, height: int) -> str | None:
+    """Why a frame of this size is refused, or None: the one pixel rule of every decoder."""
+    if width * height > MAX_PIXELS:
+        return f"resolution {width}x{height} above the {MAX_PIXELS} pixel limit"
+    return None
+
+
+def plausible_seconds(value: float | None) -> float | None:
+    """A container's duration, or None where it cannot be one (NaN, infinite, negative, over
+    :data:`MAX_SECONDS`): the clip is then judged as one of unknown length, as for a container that
+    does not say, and no such number reaches the metadata or the report's hours."""
+    if value is None or not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+        return None
+    return value
 
 
 @dataclass(frozen=True)
@@ -46,8 +64,8 @@ def _open(path: str):
         container = av.open(path, metadata_errors="ignore")
     except FileNotFoundError:
         raise DecodeError(f"file not found: {path}") from None
-    except (av.FFmpegError, OSError, ValueError) as exc:
-        raise DecodeError(f"cannot open container: {exc}") from None
+    except (av.FFmpegError, OSError, ValueError) as exc:  # FFmpeg's words, without the name it was opened by
+        raise DecodeError(f"cannot open container: {getattr(exc, 'strerror', None) or exc}") from None
     if not container.streams.video:
         container.close()
         raise DecodeError("no video stream (audio-only or not a video)")
@@ -64,7 +82,7 @@ def probe(path: str) -> ClipInfo:
         elif container.duration is not None:
             duration = container.duration / 1_000_000
         rate = stream.average_rate or stream.guessed_rate
-        return ClipInfo(duration, float(rate) if rate else None, stream.codec_context.width,
+        return ClipInfo(plausible_seconds(duration), float(rate) if rate else None, stream.codec_context.width,
                         stream.codec_context.height)
 
 
@@ -81,6 +99,11 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
     One swscale context serves the whole clip (``frame.to_ndarray(width=...)`` would build a
     new one, with its filter tables and a thread pool, for every frame) and it runs
     single-threaded: clips are decoded in parallel by :func:`videonet.curation.judge.scan.scan_clips`.
+
+    The size the header declares says nothing of the frames: an H.264 stream may switch to another
+    size at any keyframe (320x240, then 16000x16000: gigabytes per frame). FFmpeg itself is told the
+    pixel limit (``max_pixels``: it refuses to allocate a larger picture, the stream then fails as
+    invalid data) and every decoded frame is checked again here, whatever the codec.
     """
     import av
     from av.video.reformatter import VideoReformatter
@@ -88,15 +111,19 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
     spent, resumed = 0.0, time.monotonic()  # decode time only: not the time the consumer holds a frame
     with _open(path) as container:
         stream = container.streams.video[0]
-        width, height = stream.codec_context.width, stream.codec_context.height
-        if width * height > MAX_PIXELS:
-            raise DecodeError(f"resolution {width}x{height} above the {MAX_PIXELS} pixel limit")
+        context = stream.codec_context
+        if reason := too_large(context.width, context.height):
+            raise DecodeError(reason)
+        context.options = {**context.options, "max_pixels": str(MAX_PIXELS)}
         if threads:
             stream.thread_type = "AUTO"
         produced = 0
         scaler = VideoReformatter()
         try:
             for frame in container.decode(stream):
+                if reason := too_large(frame.width, frame.height):
+                    raise DecodeError(f"{reason} at frame {produced} (the header says "
+                                      f"{context.width}x{context.height})")
                 w, h = scaled_size(frame.width, frame.height)
                 image = center_crop(scaler.reformat(frame, width=w, height=h, format="rgb24", threads=1).to_ndarray())
                 spent += time.monotonic() - resumed
@@ -108,6 +135,8 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
                 if produced >= limit:
                     return
         except av.FFmpegError as exc:  # a broken or cut-off stream is not a clip to keep, whatever came first
+            if reason := too_large(context.width, context.height):  # FFmpeg refused a picture over max_pixels
+                raise DecodeError(f"{reason} at frame {produced} (the stream changed size)") from None
             raise DecodeError(f"corrupt video stream after {produced} frames: {exc}") from None
         if produced == 0:
             raise DecodeError("no decodable video frames")
