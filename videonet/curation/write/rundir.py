@@ -21,11 +21,14 @@ the next has both rows; :func:`final_rows` gives each candidate's latest, its fi
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import io
 import json
+import os
 import posixpath
 import tarfile
+import time
 from typing import Iterable
 
 import pyarrow as pa
@@ -66,34 +69,63 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     return buffer.getvalue()
 
 
-def write_shard(path: str, rows: list[dict], part: str) -> None:
-    """Stream a WebDataset shard (``<key>.mp4`` + ``<key>.json`` per row, key order) to ``path``.
+def write_shard(path: str, rows: list[dict], part: str, work: str) -> None:
+    """Stream a WebDataset shard (``<key>.json`` + ``<key>.mp4`` per row, key order) to ``path``.
 
-    Videos are read one at a time from their (staged or catalog) path and spooled through a local
-    temporary file, so memory stays at one clip whatever the shard size.
+    Each video streams from its file into the tar (``tarfile.addfile`` with the open file and the
+    size it had when opened): webdataset's ``TarWriter`` takes a member only as bytes, a whole clip
+    in memory. The members are named, owned and moded as its writer makes them, so webdataset reads
+    the shards as its own. The tar is spooled through a local temporary file, so memory stays small
+    whatever the shard or clip size. A catalog file is opened as the judge opened it (no symlink
+    followed: :func:`~videonet.curation.judge.fetch.open_regular`); a download staged under
+    ``work`` (the run's own ``_work/``) and a remote file as they are.
     """
     import shutil
     import tempfile
 
-    import webdataset as wds
-
     with tempfile.TemporaryFile() as spool:
-        with wds.TarWriter(spool) as sink:
+        with tarfile.open(fileobj=spool, mode="w|", format=tarfile.USTAR_FORMAT) as tar:
             for row in sorted(rows, key=lambda r: r["key"]):
-                with FileSystems.open(row["path"]) as video:
-                    sink.write({"__key__": row["key"], "mp4": video.read(),
-                                "json": json.dumps({k: v for k, v in row.items() if k in METADATA_SCHEMA.names}
-                                                   | {"shard": part}, sort_keys=True).encode()})
+                facts = json.dumps({k: v for k, v in row.items() if k in METADATA_SCHEMA.names} | {"shard": part},
+                                   sort_keys=True).encode()
+                tar.addfile(_member(f"{row['key']}.json", len(facts)), io.BytesIO(facts))
+                with _video(row["path"], work) as (video, size):
+                    tar.addfile(_member(f"{row['key']}.mp4", size), video)
         spool.seek(0)
         with FileSystems.create(path + ".tmp") as fh:
             shutil.copyfileobj(spool, fh, length=8 * 1024 * 1024)
     _publish(path + ".tmp", path)
 
 
+def _member(name: str, size: int) -> tarfile.TarInfo:
+    """A tar member as webdataset's ``TarWriter`` writes one (read-only, owner bigdata)."""
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uname, info.gname = size, time.time(), 0o444, "bigdata", "bigdata"
+    return info
+
+
+@contextlib.contextmanager
+def _video(path: str, work: str):
+    """``(file, size)`` of a kept clip's video for the shard writer."""
+    if "://" in path:
+        size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+        with FileSystems.open(path, compression_type="uncompressed") as fh:
+            yield fh, size
+        return
+    if path.startswith(work.rstrip("/") + "/"):
+        fh = open(path, "rb")
+    else:
+        from videonet.curation.judge.fetch import open_regular
+
+        fh = os.fdopen(open_regular(path), "rb")
+    with fh:
+        yield fh, os.fstat(fh.fileno()).st_size
+
+
 def commit_part(out: str, part: str, rows: list[dict]) -> None:
     """Commit one shard part: tar, kept audit rows, then metadata (the marker) last."""
     rows = [{**r, "shard": part} for r in sorted(rows, key=lambda r: r["key"])]
-    write_shard(join(out, SHARDS, f"{part}.tar"), rows, part)
+    write_shard(join(out, SHARDS, f"{part}.tar"), rows, part, join(out, WORK))
     kept_audit = [audit_row(r, KEPT, f"class top-1 on {r['matched_frames']} of {r['frames_classified']} "
                                f"classified frames (first at frame {r['first_match']})",
                             r["frames_classified"]) for r in rows]
