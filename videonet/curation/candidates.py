@@ -12,6 +12,7 @@ tested without Beam.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections import defaultdict
@@ -117,6 +118,22 @@ def title_match(title: str, terms: Iterable[str], inflect: bool = True) -> Title
         for form in term_forms(term, inflect):
             if f" {form} " in padded:
                 return TitleMatch(term, form)
+    return None
+
+
+MAX_SECONDS = 1e6  # about 11.6 days: a longer duration is a broken header or a hostile row, not a video
+
+
+def implausible_duration(seconds: float) -> str | None:
+    """Why ``seconds`` cannot be a video's duration, or None: a catalog row saying so is invalid, a
+    container saying so does not know its duration (nothing infinite or absurd reaches the metadata,
+    nor the report's hours)."""
+    if not math.isfinite(seconds):
+        return f"duration is not a finite number: {seconds}"
+    if seconds < 0:
+        return f"negative duration: {seconds:g}"
+    if seconds > MAX_SECONDS:
+        return f"duration {seconds:g} s is not plausible (over {MAX_SECONDS:g} s)"
     return None
 
 

@@ -7,7 +7,6 @@ frame threading, and stops demuxing once N frames are out; :func:`naive_frames` 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from itertools import islice
@@ -15,12 +14,12 @@ from typing import Iterator
 
 import numpy as np
 
+from videonet.curation.candidates import implausible_duration
 from videonet.torch_utils import scaled_size
 
 RESIZE = 256  # short side before the centre crop, as in torchvision's ImageNet eval transforms
 CROP = 224
 MAX_PIXELS = 4096 * 2160  # larger frames are refused rather than decoded (bounded memory/time)
-MAX_SECONDS = 1e6  # a container claiming a longer (or a negative, infinite) duration does not know it
 
 
 class DecodeError(Exception):
@@ -39,12 +38,9 @@ def too_large(width: int, height: int) -> str | None:
 
 
 def plausible_seconds(value: float | None) -> float | None:
-    """A container's duration, or None where it cannot be one (NaN, infinite, negative, over
-    :data:`MAX_SECONDS`): the clip is then judged as one of unknown length, as for a container that
-    does not say, and no such number reaches the metadata or the report's hours."""
-    if value is None or not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
-        return None
-    return value
+    """A container's duration, or None where it cannot be one (:func:`implausible_duration`): the clip
+    is then judged as one of unknown length, as for a container that does not say."""
+    return None if value is None or implausible_duration(value) else value
 
 
 @dataclass(frozen=True)
