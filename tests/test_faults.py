@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 import faultkit
-from videonet.curation.write.rundir import read_audit, read_metadata, read_shard, shard_paths
+from videonet.curation.write.rundir import PAUSE_BEFORE_MARKER, read_audit, read_metadata, read_shard, shard_paths
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -230,21 +230,21 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(kit, clean_run,
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "videonet", *faultkit.cli_args(out, kit, catalog, faultkit.GOOD_CLASSES)]
     env = _env(home, tmp)
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed_at = None
+    paused = tmp_path / "paused"  # the run waits once it is there: its first part's tar written, its metadata not
+    proc = subprocess.Popen(command, cwd=cwd, env={**env, PAUSE_BEFORE_MARKER: str(paused)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 400
-    while proc.poll() is None and time.monotonic() < deadline:
-        if (out / "shards").exists() and any((out / "shards").iterdir()):  # the first shard is being committed
-            proc.send_signal(signal.SIGKILL)
-            killed_at = sorted(p.name for p in (out / "shards").iterdir())
-            break
+    while proc.poll() is None and time.monotonic() < deadline and not paused.exists():
         time.sleep(0.02)
+    proc.kill()
     proc.wait(timeout=60)
     stderr = proc.stderr.read().decode(errors="replace")
     proc.stderr.close()
-    assert killed_at is not None or proc.returncode == 0, stderr
-    committed = len(list((out / "metadata").glob("*.parquet"))) if (out / "metadata").exists() else 0
-    print(f"killed with {killed_at} in shards/, {committed} parts committed")
+    assert paused.read_text() == str(proc.pid) and proc.returncode == -signal.SIGKILL, stderr
+    tars = sorted(p.stem for p in (out / "shards").glob("*.tar"))
+    committed = sorted(p.stem for p in (out / "metadata").glob("*.parquet")) if (out / "metadata").exists() else []
+    assert set(tars) - set(committed), (tars, committed)  # killed mid-commit: a tar whose metadata never came
+    print(f"killed with {tars} in shards/, {len(committed)} parts committed")
 
     resumed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -39,6 +39,9 @@ from videonet.curation.write.records import AUDIT_SCHEMA, EXTRA_LABELS, KEPT, ME
 
 SHARDS, METADATA, AUDIT, SEARCH, REPORT, WORK = "shards", "metadata", "audit", "search", "report", "_work"
 REQUESTS = "requests"
+# Tests kill a run mid-commit: with this variable naming a file, the first process about to write a part's
+# metadata creates it with its pid and waits, so the kill lands between the part's tar and its marker.
+PAUSE_BEFORE_MARKER = "VIDEONET_PAUSE_BEFORE_MARKER"
 
 
 def join(*parts: str) -> str:
@@ -134,7 +137,28 @@ def commit_part(out: str, part: str, rows: list[dict]) -> None:
                                           f"{extra['matched_frames']} of {r['frames_classified']} classified frames)",
                              r["frames_classified"]) for r in rows for extra in r.get(EXTRA_LABELS, ())]
     write_atomic(join(out, AUDIT, f"{part}.parquet"), parquet_bytes(kept_audit, AUDIT_SCHEMA))
+    _pause_before_marker()
     write_atomic(join(out, METADATA, f"{part}.parquet"), parquet_bytes(rows, METADATA_SCHEMA))
+
+
+def _pause_before_marker(limit_s: float = 600.0) -> None:
+    """The tests' kill point (:data:`PAUSE_BEFORE_MARKER`): only the first commit waits; nothing when unset."""
+    import os
+    import time
+
+    path = os.environ.get(PAUSE_BEFORE_MARKER)
+    if not path:
+        return
+    mine = f"{path}.{os.getpid()}"
+    with open(mine, "w") as fh:
+        fh.write(str(os.getpid()))
+    try:
+        os.link(mine, path)  # atomic and exclusive: the file appears with the pid in it, once
+    except FileExistsError:
+        return
+    finally:
+        os.unlink(mine)
+    time.sleep(limit_s)
 
 
 def recover(out: str) -> list[str]:
