@@ -23,9 +23,14 @@ OTHER_CLASS = "kept_for_other_class"  # one class per video: the video is kept u
 # --retry-attempts: a rerun tries them again, so they are never a candidate's last word on resume.
 DOWNLOAD_RETRIABLE = "download_retriable"
 SEARCH_RETRIABLE = "search_retriable"
-RETRIABLE_STATUSES = (DOWNLOAD_RETRIABLE, SEARCH_RETRIABLE)
-STATUSES = (KEPT, TITLE_MISMATCH, DUPLICATE, OVER_CAP, TOO_SHORT, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DECODE_ERROR,
-            REJECTED, OTHER_CLASS, INVALID_ROW, SEARCH_ERROR, SEARCH_RETRIABLE)
+# Not asked this run: every session that could fetch it was parked (rate-limited); a rerun asks, and
+# it does not count as a try.
+DOWNLOAD_DEFERRED = "download_deferred"
+# Failed retriably in --retry-runs runs: no rerun asks again; the reason is the last failure's.
+GAVE_UP = "gave_up"
+RETRIABLE_STATUSES = (DOWNLOAD_RETRIABLE, SEARCH_RETRIABLE, DOWNLOAD_DEFERRED)
+STATUSES = (KEPT, TITLE_MISMATCH, DUPLICATE, OVER_CAP, TOO_SHORT, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DOWNLOAD_DEFERRED,
+            GAVE_UP, DECODE_ERROR, REJECTED, OTHER_CLASS, INVALID_ROW, SEARCH_ERROR, SEARCH_RETRIABLE)
 
 
 

@@ -28,7 +28,8 @@ FINISHED = ".finished.json"
 # Verdicts no rerun changes; a class with any other row (a failed search, a retriable failure, a
 # status a newer videonet adds) is searched again on resume.
 FINAL_STATUSES = frozenset({"kept", "title_mismatch", "duplicate", "over_cap", "too_short", "download_error",
-                            "decode_error", "rejected_by_classifier", "kept_for_other_class", "invalid_catalog_row"})
+                            "decode_error", "rejected_by_classifier", "kept_for_other_class", "invalid_catalog_row",
+                            "gave_up"})
 
 
 def settings_key(settings) -> str:
