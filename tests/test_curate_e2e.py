@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import io
 import json
 
@@ -24,6 +26,7 @@ def _status(audit: pd.DataFrame, ident: str, wnid: str) -> str:
     return _row(audit, ident, wnid)["status"]
 
 
+@pytest.mark.slow
 def test_every_outcome_of_the_demo(demo_run):
     out, _ = demo_run
     audit = read_audit(str(out))
@@ -42,6 +45,7 @@ def test_every_outcome_of_the_demo(demo_run):
     assert audit["reason"].str.len().min() > 0
 
 
+@pytest.mark.slow
 def test_counts_agree_across_metadata_shards_audit_and_report(demo_run):
     out, facts = demo_run
     audit, metadata = read_audit(str(out)), read_metadata(str(out))
@@ -64,12 +68,14 @@ def test_counts_agree_across_metadata_shards_audit_and_report(demo_run):
     assert "data:image/png;base64," in html and "Egyptian cat" in html
 
 
+@pytest.mark.slow
 def test_shards_respect_shard_size(demo_run):
     out, _ = demo_run
     metadata = read_metadata(str(out))
     assert metadata.groupby("shard").size().max() <= 2  # the fixture's --shard-size
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_writes_nothing_twice(demo_run, demo_dir, tmp_path):
     import shutil
 
@@ -86,6 +92,7 @@ def test_rerun_resumes_and_writes_nothing_twice(demo_run, demo_dir, tmp_path):
     assert after_meta["key"].is_unique
 
 
+@pytest.mark.slow
 def test_interrupted_commit_is_recovered_without_duplicates(demo_run, demo_dir, tmp_path):
     """A shard tar whose metadata never landed (a kill mid-commit) is removed and redone."""
     import shutil
@@ -108,6 +115,7 @@ def test_interrupted_commit_is_recovered_without_duplicates(demo_run, demo_dir, 
     assert len(list(wds.WebDataset([str(p) for p in shard_paths(str(copy))], shardshuffle=False))) == len(metadata)
 
 
+@pytest.mark.slow
 def test_catalog_videos_on_a_remote_filesystem_are_read_through_beam(demo_dir, tmp_path, monkeypatch):
     """A catalog naming ``vntest://`` videos (a non-local Beam filesystem, like gs://): kept clips are
     fetched, judged and written into shards from there; a missing one is a download_error naming it."""
@@ -138,6 +146,7 @@ def test_catalog_videos_on_a_remote_filesystem_are_read_through_beam(demo_dir, t
     assert samples[by_id["cat"]]["mp4"] == (demo_dir / "chelsea_cat.mp4").read_bytes()
 
 
+@pytest.mark.slow
 def test_a_video_of_two_classes_is_kept_once_under_the_class_top1_on_the_most_frames(demo_dir, lite0, tmp_path):
     """A real clip cutting between the cat and the coffee photo passes both Egyptian cat and espresso."""
     import skimage.data
@@ -174,6 +183,7 @@ def test_a_video_of_two_classes_is_kept_once_under_the_class_top1_on_the_most_fr
             assert moved["status"] == "kept_for_other_class" and classes[winner] in moved["reason"]
 
 
+@pytest.mark.slow
 def test_keep_rule_boundaries_on_real_clips(demo_dir, lite0, tmp_path):
     """At the paper's defaults (first 100 frames, clips of at least 10 s): one cat frame among coffee frames
     keeps a clip at the 1st and at the 100th frame, not at the 101st; a clip of exactly 10.0 s is judged,

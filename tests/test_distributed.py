@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import re
 import subprocess
 import sys
@@ -63,6 +65,7 @@ def test_dockerfile_base_image_follows_installed_beam():
     assert pinned == args["BEAM_VERSION"]
 
 
+@pytest.mark.slow
 def test_multi_processing_direct_runner_gives_the_same_result(demo_run, demo_dir, tmp_path):
     from videonet.curation.run import curate
 

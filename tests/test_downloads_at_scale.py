@@ -151,6 +151,7 @@ def test_a_prefix_is_enough_to_judge_and_smaller(web):
         assert 2.9 <= probe(part.path).duration < 4.0 and probe(whole.path).duration == 12.0
 
 
+@pytest.mark.slow
 def test_flaky_urls_end_kept_after_one_rerun_and_permanent_ones_are_asked_once(web, demo_dir, tmp_path):
     """Two tries per run. Run 1: the dropped and the stalled clip are kept after one retry; the clip
     rate-limited twice and the one unavailable five times are audited retriable; the 404 is permanent.

@@ -173,6 +173,7 @@ def test_padded_batches_give_the_same_labels(lite0, demo_dir):
             np.testing.assert_allclose(got[1], scores, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_demo_curation_through_torchcodec_keeps_what_pyav_keeps(demo_run, demo_dir, tmp_path):
     """``--decoder torchcodec`` reaches the judge through the pipeline: the same kept clips and audit verdicts."""
     from conftest import curate_options

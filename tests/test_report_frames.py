@@ -41,6 +41,7 @@ def test_scan_keeps_the_first_frame_of_every_label(lite0, demo_dir):
         assert Image.open(io.BytesIO(jpeg)).size == (THUMB_PX, THUMB_PX)
 
 
+@pytest.mark.slow
 def test_every_kept_and_rejected_verdict_has_its_frame(demo_run, demo_dir):
     out, _ = demo_run
     metadata, audit = read_metadata(str(out)), read_audit(str(out))
@@ -61,6 +62,7 @@ def test_every_kept_and_rejected_verdict_has_its_frame(demo_run, demo_dir):
         assert f"most frequent top-1: {class_name(facts['label'])} ({facts['label']})" in row["reason"]
 
 
+@pytest.mark.slow
 def test_report_links_each_frame_lazily_and_inlines_none(demo_run):
     out, _ = demo_run
     page = (out / "report" / "report.html").read_text()
@@ -74,6 +76,7 @@ def test_report_links_each_frame_lazily_and_inlines_none(demo_run):
     assert 'id="classes"' in page and "aria-sort" in page  # the table and its script (package data)
 
 
+@pytest.mark.slow
 def test_rerun_keeps_the_thumbnails(demo_run, demo_dir, tmp_path):
     import shutil
 
@@ -88,6 +91,7 @@ def test_rerun_keeps_the_thumbnails(demo_run, demo_dir, tmp_path):
     assert (copy / "report" / "report.html").read_text().count('src="thumbs/') == len(before) // 2
 
 
+@pytest.mark.slow
 def test_a_run_without_thumbnails_still_reports(demo_run, tmp_path):
     """A run judged before thumbnails existed: placeholders, not broken images."""
     import shutil
@@ -104,6 +108,7 @@ def test_a_run_without_thumbnails_still_reports(demo_run, tmp_path):
     assert "no frame kept" in show(str(copy), "demo-cat")
 
 
+@pytest.mark.slow
 def test_show_a_class_by_wnid_index_or_name(demo_run):
     out, _ = demo_run
     key = read_metadata(str(out)).set_index("id").loc["demo-cat", "key"]
@@ -118,6 +123,7 @@ def test_show_a_class_by_wnid_index_or_name(demo_run):
     assert "demo-coffee-as-teapot  teapot (849) never top-1" in rejected and "espresso (967) score" in rejected
 
 
+@pytest.mark.slow
 def test_show_a_clip_by_id_or_key(demo_run):
     out, _ = demo_run
     view = show(str(out), "demo-coffee")
@@ -127,6 +133,7 @@ def test_show_a_clip_by_id_or_key(demo_run):
     assert view.index(": kept: ") < view.index(": title_mismatch: ")  # verdicts before title drops
 
 
+@pytest.mark.slow
 def test_show_errors_are_one_line(demo_run, tmp_path):
     out, _ = demo_run
     with pytest.raises(UserError, match="no class or clip 'no-such-clip'"):

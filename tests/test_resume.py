@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import shutil
 
 import pandas as pd
@@ -10,6 +12,7 @@ from conftest import curate_options
 from videonet.curation.write.rundir import read_audit, read_metadata
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_searches_nothing_again(demo_run, demo_dir, tmp_path, capsys):
     from videonet.curation.run import curate
 

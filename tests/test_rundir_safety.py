@@ -77,6 +77,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
+@pytest.mark.slow
 def test_a_full_disk_during_a_shard_commit_leaves_no_half_shard(demo_run, demo_dir, small_disk):
     from videonet.curation.run import curate
 

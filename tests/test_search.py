@@ -36,6 +36,7 @@ def _classes(out) -> pd.DataFrame:
     return pd.read_csv(out / "report" / "retention.csv").set_index("wnid")
 
 
+@pytest.mark.slow
 def test_a_class_fills_to_exactly_the_cap_at_default_settings(demo_dir, tmp_path):
     """5,150 goldfish titles: the default --per-class 5000 is reached in 50 requests of the default
     page of 100, and nothing past the cap is read (the second term is never asked); 30 tench titles
@@ -56,6 +57,7 @@ def test_a_class_fills_to_exactly_the_cap_at_default_settings(demo_dir, tmp_path
     assert "2 classes in 52 requests; 1 cap reached, 1 exhausted" in format_summary(facts)
 
 
+@pytest.mark.slow
 def test_paging_dedup_over_cap_and_resume(demo_dir, tmp_path):
     """--per-class 9 in pages of 4: 'goldfish' gives 7 videos in 2 requests, 'Carassius auratus' a
     duplicate and 2 new ones on its first page, then one over the cap on that same page; the search
@@ -87,6 +89,7 @@ def test_paging_dedup_over_cap_and_resume(demo_dir, tmp_path):
     assert after[after["id"] == "v9"]["status"].tolist() == ["over_cap"]  # audited once: resume is a join
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["inflected", "strict"])
 def test_plural_titles_are_candidates_with_their_form_unless_strict(demo_dir, tmp_path, mode):
     titles = ["Ostriches running at the zoo", "Baby goldfishes in my pond", "My hens laying eggs",

@@ -52,6 +52,7 @@ def test_search_pages_come_from_one_lazy_extraction(server):
     assert [len(p) for p in YoutubeSource(template=server + "/search.rss?q={term}").pages("cat", 3)] == [3, 1]
 
 
+@pytest.mark.slow
 def test_curate_with_the_youtube_source_stops_when_the_class_is_full(server, demo_dir, tmp_path):
     """Pages of one, --per-class 2: the two first matching videos fill the class in two requests and
     the rest of the results is never read (every clip is too short here, so nothing is fetched)."""
@@ -105,6 +106,7 @@ def test_download_size_limit(server):
             pass
 
 
+@pytest.mark.slow
 def test_curate_with_the_youtube_source(server, demo_dir, tmp_path):
     from videonet.curation.run import curate
 

@@ -1,30 +1,37 @@
 """The ``catalog:PATH`` source: a table of titles (parquet, csv, tsv or jsonl) searched like a keyword engine.
 
-Rows name local files, remote files on any Beam filesystem (gs://, s3://) or http(s) URLs; rows that
-cannot be used are audited once as ``invalid_catalog_row`` with the reason.
+Rows name local files, remote files on any Beam filesystem (gs://, s3://) or http(s) URLs; a row
+that cannot be used (no title, a NUL byte or an oversized field, a value of the wrong type, an
+impossible duration, a path outside ``--catalog-root``...) is audited once as ``invalid_catalog_row``
+with the reason, and costs nothing else. A catalog that cannot be read, lacks the ``title`` column or
+both of ``path`` and ``url``, or has no usable row at all is a one-line error before anything runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
+import os
 import posixpath
+import stat
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generator
 
-from videonet.curation.candidates import normalize_words, term_forms
+from videonet.curation.candidates import implausible_duration, normalize_words, term_forms
 from videonet.curation.client import ClientSettings
 from videonet.curation.search import SearchSettings, stable_id
 from videonet.errors import UserError
 
 _STOP_WORDS = frozenset("a an and of the in on for with to de la le s".split())
+TEXT_FIELDS = ("title", "id", "url", "path", "uploader")  # what a hit carries into Parquet and the resume keys
+MAX_FIELD_CHARS = 4096  # PATH_MAX; YouTube allows 100 characters of title: a longer field is not a video's
 
 
-def _read_jsonl(data: bytes) -> tuple[list[dict], list[dict]]:
-    rows, invalid = [], []
+def _read_jsonl(data: bytes) -> tuple[list[dict], list[dict], set[str]]:
+    rows, invalid, columns = [], [], set()
     for line_no, raw in enumerate(data.splitlines(), start=1):
         if not raw.strip():
             continue
@@ -39,21 +46,36 @@ def _read_jsonl(data: bytes) -> tuple[list[dict], list[dict]]:
             invalid.append({"row": line_no, "reason": f"malformed JSON: {exc}"})
             continue
         rows.append({**row, "_row": line_no})
-    return rows, invalid
+        columns |= row.keys()
+    return rows, invalid, columns
 
 
 def _read_catalog(path: str) -> bytes:
-    """The catalog file's bytes, from any Beam filesystem (local, gs://, s3://)."""
+    """The catalog file's bytes, from any Beam filesystem (local, gs://, s3://). A local one must be a
+    regular file, checked before it is opened: a FIFO would block the run (and its lock) forever."""
     from apache_beam.io.filesystems import FileSystems
 
+    if "://" in path:
+        try:
+            with FileSystems.open(path, compression_type="uncompressed") as fh:
+                return fh.read()
+        except Exception:
+            raise UserError(f"catalog not found or unreadable: {path}") from None
     try:
-        with FileSystems.open(path) as fh:
-            return fh.read()
-    except Exception:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UserError(f"catalog {path} is not a regular file (a directory, FIFO or device)")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         raise UserError(f"catalog not found or unreadable: {path}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped between the check and the open
+            raise UserError(f"catalog {path} is not a regular file (a directory, FIFO or device)")
+        return fh.read()
 
 
-def _read_table(path: str) -> tuple[list[dict], list[dict]]:
+def _read_table(path: str, data: bytes) -> tuple[list[dict], list[dict], set[str]]:
+    """The rows (numbered) of the catalog file ``path`` holding ``data``, the rows refused while
+    parsing, and the columns it has."""
     import io
 
     import pandas as pd
@@ -61,11 +83,11 @@ def _read_table(path: str) -> tuple[list[dict], list[dict]]:
     suffix = path.lower()
     try:
         if suffix.endswith(".parquet"):
-            frame = pd.read_parquet(io.BytesIO(_read_catalog(path)))
+            frame = pd.read_parquet(io.BytesIO(data))
         elif suffix.endswith((".csv", ".tsv")):
-            return _read_csv(_read_catalog(path), "\t" if suffix.endswith(".tsv") else ","), []
+            return _read_csv(data, "\t" if suffix.endswith(".tsv") else ",")
         elif suffix.endswith((".jsonl", ".json")):
-            return _read_jsonl(_read_catalog(path))
+            return _read_jsonl(data)
         else:
             raise UserError(f"catalog {path}: unknown format (use .parquet, .csv, .tsv or .jsonl)")
     except UserError:
@@ -73,18 +95,22 @@ def _read_table(path: str) -> tuple[list[dict], list[dict]]:
     except Exception as exc:
         raise UserError(f"catalog {path} cannot be read: {str(exc).splitlines()[0]}") from None
     frame = frame.astype(object).where(frame.notna(), None)
-    return [{**row, "_row": i} for i, row in enumerate(frame.to_dict("records"))], []
+    return [{**row, "_row": i} for i, row in enumerate(frame.to_dict("records"))], [], set(frame.columns)
 
 
-def _read_csv(data: bytes, sep: str) -> list[dict]:
+def _read_csv(data: bytes, sep: str) -> tuple[list[dict], list[dict], set[str]]:
     """csv/tsv rows as strings, numbered by file line; bytes that are not UTF-8 stay surrogate escapes
-    so that only their row is refused (pandas' parser rejects the whole file for them)."""
+    so that only their row is refused (pandas' parser rejects the whole file for them). The csv
+    module's field limit (128 KiB, process-wide) is raised to the file's size: an oversized field is
+    its row's fault (:func:`validate_row`), not the catalog's."""
     import csv
     import io
 
     text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sep)
-    return [{**{k: v for k, v in row.items() if k is not None}, "_row": reader.line_num} for row in reader]
+    rows = [{**{k: v for k, v in row.items() if k is not None}, "_row": reader.line_num} for row in reader]
+    return rows, [], set(reader.fieldnames or ())
 
 
 def _has_surrogates(text: str) -> bool:
@@ -101,15 +127,45 @@ def _remote_under(path: str, root: Path | str) -> bool:
     return scheme.lower() == root_scheme.lower() and inside.startswith(posixpath.normpath("/" + root_rest).rstrip("/") + "/")
 
 
+def field_problem(name: str, value) -> str | None:
+    """Why a text field of a row cannot be used as it is (an ``id`` may also be an integer), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        if name == "id" and isinstance(value, int) and not isinstance(value, bool):
+            return None
+        return f"{name} is not text ({type(value).__name__})"
+    if "\0" in value:
+        return f"{name} contains a NUL byte"
+    if len(value) > MAX_FIELD_CHARS:
+        return f"{name} is {len(value)} characters long (at most {MAX_FIELD_CHARS})"
+    if _has_surrogates(value):
+        return f"{name} is not valid UTF-8"
+    return None
+
+
+def _duration(value) -> tuple[float | None, str | None]:
+    """A row's duration in seconds (None: not given), or the reason it is not one."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, None
+    if isinstance(value, bool):
+        return None, f"duration is not a number: {value!r}"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None, f"duration is not a number: {str(value)[:80]!r}"
+    problem = implausible_duration(seconds)
+    return (None, problem) if problem else (seconds, None)
+
+
 def validate_row(row: dict, base: str, root: Path | str | None) -> tuple[dict | None, str | None]:
-    """Turn one catalog row into a hit, or give the reason it is unusable."""
+    """Turn one catalog row into a hit, or give the reason it is unusable (its first problem)."""
     title = row.get("title")
-    if title is None or not str(title).strip():
+    if title is None or (isinstance(title, str) and not title.strip()):
         return None, "missing title"
-    title = str(title)
-    for name in ("title", "id", "url", "path", "uploader"):  # they go into Parquet and the resume keys as is
-        if isinstance(row.get(name), str) and _has_surrogates(row[name]):
-            return None, f"{name} is not valid UTF-8"
+    for name in TEXT_FIELDS:  # they go into Parquet, the resume keys and open() as they are
+        if problem := field_problem(name, row.get(name)):
+            return None, problem
     url, path = row.get("url") or None, row.get("path") or None
     if not url and not path:
         return None, "neither url nor path given"
@@ -125,18 +181,9 @@ def validate_row(row: dict, base: str, root: Path | str | None) -> tuple[dict | 
         if root is not None and not resolved.is_relative_to(root):
             return None, f"path escapes --catalog-root: {path}"
         path = str(resolved)
-    duration = row.get("duration")
-    if duration is not None and str(duration).strip() != "":
-        try:
-            duration = float(duration)
-        except (TypeError, ValueError):
-            return None, f"duration is not a number: {duration!r}"
-        if math.isnan(duration):
-            duration = None
-        elif duration < 0:
-            return None, f"negative duration: {duration}"
-    else:
-        duration = None
+    duration, problem = _duration(row.get("duration"))
+    if problem:
+        return None, problem
     ident = row.get("id")
     ident = str(ident) if ident is not None and str(ident).strip() else stable_id(str(url or path))
     return {"id": ident, "title": title, "url": url, "path": path, "duration": duration,
@@ -157,11 +204,17 @@ class CatalogSource:
     _hits: list[dict] = field(default_factory=list, init=False, repr=False)
     _invalid: list[dict] = field(default_factory=list, init=False, repr=False)
     _index: dict[str, list[int]] | None = field(default=None, init=False, repr=False)
+    _digest: str | None = field(default=None, init=False, repr=False)
 
     def _load(self) -> None:
         if self._index is not None:
             return
-        rows, self._invalid = _read_table(self.path)
+        data = _read_catalog(self.path)
+        self._digest = hashlib.sha1(data).hexdigest()
+        rows, self._invalid, columns = _read_table(self.path, data)
+        if "title" not in columns or not {"path", "url"} & columns:
+            raise UserError(f"catalog {self.path} needs a title column and a path or url column "
+                            f"(it has: {', '.join(sorted(map(str, columns))) or 'none'})")
         root = (self.root if "://" in self.root else Path(self.root).resolve()) if self.root else None
         base = posixpath.dirname(self.path) if "://" in self.path else str(Path(self.path).resolve().parent)
         index: dict[str, list[int]] = defaultdict(list)
@@ -179,6 +232,10 @@ class CatalogSource:
             for word in set(normalize_words(hit["title"]).split()):
                 index[word].append(len(self._hits))
             self._hits.append(hit)
+        if not self._hits:
+            first = min(self._invalid, key=lambda r: r["row"], default=None)
+            why = f" (row {first['row']}: {first['reason']})" if first else ""
+            raise UserError(f"catalog {self.path}: none of its {len(self._invalid)} rows can be used{why}")
         self._index = dict(index)
 
     def pages(self, term: str, size: int) -> Generator[list[dict], None, None]:
@@ -194,7 +251,17 @@ class CatalogSource:
     def prepare(self) -> None:
         """Read the catalog once on the driver: an unreadable one is a one-line error here, not a crash
         inside a worker (a throwaway copy, so the pipeline does not carry the loaded rows to workers)."""
-        CatalogSource(self.path, self.root, self.name).invalid_rows()
+        loaded = CatalogSource(self.path, self.root, self.name)
+        loaded.invalid_rows()
+        self._digest = loaded._digest
+
+    def fingerprint(self) -> str:
+        """The digest of the catalog's bytes as this run reads them: a finished run's marks hold it, so
+        a catalog that changed (rows appended, a path edited) is searched again by the rerun, and the
+        resume join judges only the candidates the audit does not already have."""
+        if self._digest is None:
+            self.prepare()
+        return self._digest
 
     def invalid_rows(self) -> list[dict]:
         self._load()
