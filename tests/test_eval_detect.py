@@ -115,6 +115,7 @@ def test_readers_resolve_coco_and_lvis_images_and_name_what_is_missing(tmp_path:
         detect.BoxSet(detect.load_api(coco / "annotations" / "instances_val2017.json"), coco, "val2017", train=False)
 
 
+@pytest.mark.slow
 def test_cpu_fcos_finetune_on_resnet18_runs_end_to_end(tmp_path: Path) -> None:
     root = write_coco(tmp_path)
     backbone = load_backbone("random", arch="resnet18", seed=0)
@@ -142,6 +143,7 @@ def test_predictions_become_coco_results_in_original_pixels(tmp_path: Path) -> N
     assert detect.coco_ap(api, results)["AP"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_detect_command_on_lvis_writes_a_result(tmp_path: Path) -> None:
     pytest.importorskip("lvis")
     from typer.testing import CliRunner

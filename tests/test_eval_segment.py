@@ -117,6 +117,7 @@ def test_training_items_are_crops_with_ignore_padding(tmp_path: Path) -> None:
     assert image.shape == (3, 48, 67) and label.shape == (H, W)  # short side to the crop; label untouched
 
 
+@pytest.mark.slow
 def test_cpu_finetune_lowers_the_loss_and_scores_val(tmp_path: Path) -> None:
     root = write_pascal(tmp_path)
     backbone = load_backbone("random", arch="resnet18", seed=0)
@@ -127,6 +128,7 @@ def test_cpu_finetune_lowers_the_loss_and_scores_val(tmp_path: Path) -> None:
     assert 0.0 <= metrics["mIoU"] <= 1.0 and 0.0 <= metrics["pixel_acc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_segment_command_on_ade20k_writes_a_result(tmp_path: Path) -> None:
     import json
 

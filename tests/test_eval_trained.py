@@ -10,6 +10,8 @@ ResNets (top-1 0.50-0.56 on this set for seeds 0-2) out of the comparison.
 
 from __future__ import annotations
 
+import pytest
+
 import json
 from pathlib import Path
 
@@ -42,6 +44,7 @@ def knn_top1(checkpoint: str, crops: Path, results: Path, cfg: TrainConfig) -> d
     return json.loads((results / f"{name}__knn__{crops.name}.json").read_text())
 
 
+@pytest.mark.slow
 def test_trained_checkpoint_beats_its_random_init_on_knn(tmp_path: Path) -> None:
     clips = write_clip_shards(tmp_path / "clips")
     crops = write_crops(tmp_path / "photo-crops")

@@ -147,6 +147,7 @@ def write_ucf(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_cli_ucf101_finetunes_and_records_top1(tmp_path: Path) -> None:
     root = write_ucf(tmp_path / "ucf")
     args = ["eval", "ucf101", "random", str(root), "--arch", "resnet18", "--pooling", "temporal-attention",

@@ -47,6 +47,7 @@ def fault_run(kit, clean_run, tmp_path_factory):
             "seconds": time.monotonic() - started}
 
 
+@pytest.mark.slow
 def test_every_fault_gets_its_precise_status_and_reason(kit, fault_run, clean_run):
     results, summary = faultkit.check(fault_run["out"], kit, clean_run)
     print("\n" + faultkit.format_table(results, summary))
@@ -59,6 +60,7 @@ def test_every_fault_gets_its_precise_status_and_reason(kit, fault_run, clean_ru
     assert summary["faults tried"] >= 30
 
 
+@pytest.mark.slow
 def test_good_clips_are_kept_exactly_as_in_a_clean_run(kit, fault_run, clean_run):
     clean, hostile = read_metadata(str(clean_run)), read_metadata(str(fault_run["out"]))
     assert set(kit.good_ids) <= set(clean["id"])
@@ -78,6 +80,7 @@ def test_good_clips_are_kept_exactly_as_in_a_clean_run(kit, fault_run, clean_run
     assert all(parts["mp4"][4:8] == b"ftyp" for parts in samples.values())
 
 
+@pytest.mark.slow
 def test_the_run_completes_and_reports_every_candidate(kit, fault_run):
     out, facts = fault_run["out"], fault_run["facts"]
     audit = read_audit(str(out))
@@ -92,6 +95,7 @@ def test_the_run_completes_and_reports_every_candidate(kit, fault_run):
     assert not list(out.rglob("*.tmp")) and not (out / "_work" / "staging").exists()
 
 
+@pytest.mark.slow
 def test_no_shell_ran_and_nothing_written_outside_out(kit, fault_run):
     assert not kit.canary.exists()  # no title, path or URL went through a shell
     assert fault_run["root_before"] == fault_run["root_after"]  # the catalog root was only read
@@ -99,6 +103,7 @@ def test_no_shell_ran_and_nothing_written_outside_out(kit, fault_run):
     assert leftovers == [], leftovers  # every temporary download dir was removed, failures included
 
 
+@pytest.mark.slow
 def test_bounded_downloads_fail_fast(kit, fault_run):
     """The trickling server hits --download-timeout (not yt-dlp's per-read socket timeout); the endless one the size limit."""
     audit = read_audit(str(fault_run["out"])).set_index("id")
@@ -219,6 +224,7 @@ def assert_resumed_like(out: Path, expected: dict) -> None:
     assert not [p for p in out.rglob("*") if ".tmp" in p.name or "beam-temp" in p.name]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(kit, clean_run, tmp_path):
     catalog = kit.clean
     expected = _snapshot(clean_run)  # the uninterrupted run of the same catalog and options

@@ -36,6 +36,7 @@ def read_losses(out: Path) -> list[float]:
         return [float(row["loss"]) for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_short_run_learns_and_exports_torchvision_backbone(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     train(TrainConfig(data=str(run_dir), out=str(out), steps=30, log_every=1, save_every=100, **SMALL))
@@ -54,6 +55,7 @@ def test_short_run_learns_and_exports_torchvision_backbone(run_dir: Path, tmp_pa
     assert pool.layers == ["layer3", "layer4"] and pool.dims == [256, 512] and pool.pooling == "attn"
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(run_dir: Path, tmp_path: Path) -> None:
     config = dict(data=str(run_dir), steps=3, log_every=1, save_every=100, **dict(SMALL, batch_size=4))
     train(TrainConfig(out=str(tmp_path / "straight"), **config))
@@ -73,6 +75,7 @@ def test_resume_is_bit_exact(run_dir: Path, tmp_path: Path) -> None:
     assert read_losses(tmp_path / "straight") == read_losses(tmp_path / "resumed")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:skipping sample")
 def test_resume_after_skipped_clips_is_exact(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:

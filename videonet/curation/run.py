@@ -233,7 +233,7 @@ def _curate_held(out: str, settings: CurateSettings) -> dict:
     removed = recover(state.out)
     if removed:
         print(f"recovered {state.out}: removed {len(removed)} files of an interrupted commit")
-    key = settings_key(settings)
+    key = settings_key(settings, source.fingerprint())
     # A recovery removed part of a commit: the finished marks no longer prove every class's verdicts are
     # on disk, so every class is searched again and the resume join decides what is left.
     todo = classes if removed else unfinished(state.out, key, classes)

@@ -54,6 +54,11 @@ class Source(Protocol):
 
     def invalid_rows(self) -> list[dict]: ...
 
+    def fingerprint(self) -> str:
+        """What the source holds now, for a finished run's marks: a rerun searches again the classes of
+        a source whose content changed (a catalog's digest; '' for a live engine, searched again only
+        where its search did not finish)."""
+
 
 @dataclass(frozen=True)
 class SearchSettings:

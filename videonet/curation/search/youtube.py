@@ -68,6 +68,9 @@ class YoutubeSource:
     def invalid_rows(self) -> list[dict]:
         return []
 
+    def fingerprint(self) -> str:
+        return ""
+
 
 def source(arg: str | None, settings: SearchSettings, client: ClientSettings) -> YoutubeSource:
     """``--source youtube``: yt-dlp search with ``--search-template``, reaching YouTube as ``client`` says."""

@@ -5,7 +5,7 @@ The resume join (``SkipAudited`` in the pipeline) already keeps a rerun from jud
 candidate twice, but it needs the candidates, so every class would be searched again (requests
 against the source's rate limits) and the whole audit joined, only to drop everything. A finished
 run writes ``OUT/search/<run_id>.finished.json``: the settings that decide a class's candidates
-(search + candidates sections) as one key, and per class whose search stopped at ``cap reached`` or
+(search + candidates sections, and the source's content: a catalog's digest) as one key, and per class whose search stopped at ``cap reached`` or
 ``exhausted`` with no unsettled row (a status outside :data:`FINAL_STATUSES`, e.g. one that a rerun
 retries) a hash of its terms. A run killed before the end writes none, so its classes are searched
 again and the join does the rest.
@@ -32,9 +32,11 @@ FINAL_STATUSES = frozenset({"kept", "title_mismatch", "duplicate", "over_cap", "
                             "gave_up"})
 
 
-def settings_key(settings) -> str:
-    """What decides a class's candidates: the search and candidates sections of the settings."""
-    return hashlib.sha1(repr((settings.search, settings.candidates)).encode()).hexdigest()
+def settings_key(settings, content: str = "") -> str:
+    """What decides a class's candidates: the search and candidates sections of the settings, and the
+    source's ``content`` (:meth:`~videonet.curation.search.Source.fingerprint`: a catalog's digest, so
+    rows appended or edited after a finished run are searched, and judged, by the rerun)."""
+    return hashlib.sha1(repr((settings.search, settings.candidates, content)).encode()).hexdigest()
 
 
 def terms_key(cls: ImageNetClass) -> str:
