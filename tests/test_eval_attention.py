@@ -1,9 +1,7 @@
-"""Attention-map grids and ClickMe-style human alignment from a trainer-format run dir."""
+"""Attention-map grids from a trainer-format run dir, and gradient saliency for any ResNet (ClickMe: test_eval_clickme)."""
 
 from __future__ import annotations
 
-import json
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,35 +54,19 @@ def test_attention_map_is_mean_of_rescaled_scales(tmp_path: Path) -> None:
     assert mask.min() > 0
 
 
-def test_cli_draws_grid_and_scores_alignment(tmp_path: Path) -> None:
+def test_cli_draws_the_attention_grid(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run")
-    photos = write_photos(tmp_path / "photos")
-    # Human maps that agree perfectly with the model (its own maps) and perfectly disagree (negated).
-    pool = attention_maps.load_attention(run / "attention.pt")
-    model = load_backbone(str(run)).model
-    view = attention_maps.view_transform(96)
-    for sub, sign in (("agree", 1.0), ("disagree", -1.0)):
-        (tmp_path / sub / "maps").mkdir(parents=True)
-        (tmp_path / sub / "images").symlink_to(tmp_path / "photos")
-        for p in photos:
-            image = normalize()(to_tensor(view(Image.open(p).convert("RGB"))))
-            np.save(tmp_path / sub / "maps" / f"{p.stem}.npy", sign * attention_maps.attention_map(model, pool, image).numpy())
+    write_photos(tmp_path / "photos")
     out = tmp_path / "grid.png"
-    result = CliRunner().invoke(app, ["eval", "attention", str(run), str(tmp_path / "photos"), "--out", str(out), "--size", "96",
-                                      "--saliency-dir", str(tmp_path / "agree"), "--results-dir", str(tmp_path / "res")])
+    result = CliRunner().invoke(app, ["eval", "attention", str(run), str(tmp_path / "photos"), "--out", str(out),
+                                      "--size", "96"])
     assert result.exit_code == 0, result.output + repr(result.exception)
     grid = Image.open(out)
     assert grid.size == (900, 300)  # 3 panels of 3 inches at 100 dpi
     assert np.asarray(grid.convert("L")).std() > 10  # not a blank canvas
-    record = json.loads((tmp_path / "res" / "run__clickme__agree.json").read_text())
-    assert record["metrics"]["spearman"] == pytest.approx(1.0, abs=1e-3) and record["metrics"]["images"] == 3
-    # Divided by the ClickMe inter-rater ceiling of the harmonization code.
-    assert record["metrics"]["spearman_ceiled"] == pytest.approx(1.0 / 0.65753, abs=2e-3)
-    disagree = attention_maps.human_alignment(partial(attention_maps.attention_map, model, pool), tmp_path / "disagree", 96)
-    assert disagree["spearman"] == pytest.approx(-1.0, abs=1e-3)
 
 
-def test_gradient_saliency_for_any_resnet_is_scored_against_clickme(tmp_path: Path) -> None:
+def test_gradient_saliency_for_any_resnet(tmp_path: Path) -> None:
     photos = write_photos(tmp_path / "photos")
     model = load_backbone("random", arch="resnet18").model
     # The saliency of a pooled-norm score is |d score / d pixel| max over colour: compare with autograd by hand.
@@ -92,19 +74,10 @@ def test_gradient_saliency_for_any_resnet_is_scored_against_clickme(tmp_path: Pa
     x = image[None].clone().requires_grad_(True)
     model.eval()(x).norm().backward()  # resnet's fc is the identity: the output is the pooled layer4 feature
     torch.testing.assert_close(attention_maps.gradient_saliency(model, image), x.grad[0].abs().amax(dim=0))
-    (tmp_path / "clickme" / "maps").mkdir(parents=True)
-    (tmp_path / "clickme" / "images").symlink_to(tmp_path / "photos")
-    view = attention_maps.view_transform(64)
-    for p in photos:
-        img = normalize()(to_tensor(view(Image.open(p).convert("RGB"))))
-        np.save(tmp_path / "clickme" / "maps" / f"{p.stem}.npy", attention_maps.gradient_saliency(model, img).numpy())
     result = CliRunner().invoke(app, ["eval", "attention", "random", str(tmp_path / "photos"), "--method", "gradient",
-                                      "--arch", "resnet18", "--size", "64", "--out", str(tmp_path / "grid.png"),
-                                      "--saliency-dir", str(tmp_path / "clickme"), "--results-dir", str(tmp_path / "res")])
+                                      "--arch", "resnet18", "--size", "64", "--out", str(tmp_path / "grid.png")])
     assert result.exit_code == 0, result.output + repr(result.exception)
-    record = json.loads((tmp_path / "res" / "random__clickme-gradient__clickme.json").read_text())
-    assert record["metrics"]["spearman"] == pytest.approx(1.0, abs=1e-3)
-    assert record["metrics"]["spearman_ceiled"] == pytest.approx(record["metrics"]["spearman"] / 0.65753)
+    assert np.asarray(Image.open(tmp_path / "grid.png").convert("L")).std() > 10
 
 
 def test_missing_or_average_attention_is_one_line(tmp_path: Path) -> None:

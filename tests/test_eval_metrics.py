@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
-from videonet.evaluation.attention_maps import rankdata, spearman
+from videonet.evaluation.clickme import rankdata, spearman
 from videonet.evaluation.davis_metrics import (
     ObjectScores,
     boundary_map,
@@ -157,4 +157,4 @@ def test_rankdata_averages_ties_and_spearman_is_rank_pearson() -> None:
     assert spearman(a, -a) == pytest.approx(-1.0)
     # ranks (1,2,3,4) vs (2,1,4,3): 1 - 6*sum(d^2)/(n(n^2-1)) = 1 - 6*4/60 = 0.6
     assert spearman(a, np.array([2.0, 1.0, 4.0, 3.0])) == pytest.approx(0.6)
-    assert spearman(a, np.ones(4)) == 0.0
+    assert math.isnan(spearman(a, np.ones(4)))  # undefined, as scipy.stats.spearmanr

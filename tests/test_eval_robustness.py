@@ -85,6 +85,9 @@ def write_vid_robust(root: Path) -> Path:
 
 def test_vid_robust_pm0_and_pm10_as_the_authors_score(tmp_path: Path, model: torch.nn.Module) -> None:
     root = write_vid_robust(tmp_path / "imagenet-vid-robust")
+    # An index entry that rev_wnid_map does not map (the real file may hold one) is left out.
+    index = json.loads((root / "misc" / "imagenet_vid_class_index.json").read_text())
+    (root / "misc" / "imagenet_vid_class_index.json").write_text(json.dumps({**index, "2": ["n00000001", "extra"]}))
     # Every frame is predicted class 0 (W2 is the top logit): anchors a and b right (pm0 2/3); only
     # a's whole pm-set is right (b's second frame is class 1): pm10 1/3.
     head = constant_head([W1, W2, W3], [0.0, 3.0, 1.0])
@@ -94,20 +97,52 @@ def test_vid_robust_pm0_and_pm10_as_the_authors_score(tmp_path: Path, model: tor
     logits = torch.tensor([[5.0, -9.0, 4.0], [1.0, 1.0, 1.5]])
     scores = robustness.project_max(logits, [torch.tensor([0, 1]), torch.tensor([2])])
     torch.testing.assert_close(scores, torch.tensor([[5.0, 4.0], [1.0, 1.5]]))
+    labels = json.loads((root / "metadata" / "labels.json").read_text())
+    (root / "metadata" / "labels.json").write_text(json.dumps({**labels, "val/c/1.JPEG": [2]}))
+    with pytest.raises(UserError, match=r"vid classes \[2\] that rev_wnid_map.json does not map"):
+        robustness.read_vid_robust(root)
 
 
-def test_3dcc_by_corruption_and_severity_with_a_plot(tmp_path: Path, model: torch.nn.Module) -> None:
-    root = tmp_path / "3dcc"
-    for corruption, severity, wnids in (("fog_3d", 1, [W1, W1, W2, W2]), ("fog_3d", 3, [W1]), ("near_focus", 1, [W2])):
+def write_3dcc(root: Path) -> Path:
+    """fog_3d severities 1 and 3, near_focus 1 (paper set) and iso_noise 1 (release, not the paper's)."""
+    for corruption, severity, wnids in (("fog_3d", 1, [W1, W1, W2, W2]), ("fog_3d", 3, [W1]), ("near_focus", 1, [W2]),
+                                        ("iso_noise", 1, [W1, W1, W1])):
         for i, wnid in enumerate(wnids):
             image(root / corruption / str(severity) / wnid / f"{i}.JPEG")
-    head = constant_head([W1, W2], [1.0, 0.0])  # always W1: fog 1 -> 0.5, fog 3 -> 1, near_focus 1 -> 0
-    metrics, table = robustness.imagenet_3dcc(root, model, head, CPU, crop_size=32, workers=0)
-    assert table == {"fog_3d": {1: 0.5, 3: 1.0}, "near_focus": {1: 0.0}}
-    assert metrics == pytest.approx({"top1": 0.5, "top1_s1": 0.25, "top1_s3": 1.0, "top1_fog_3d": 0.75,
-                                     "top1_near_focus": 0.0})
-    out = robustness.plot_by_severity(table, tmp_path / "plot.png", "test")
+    return root
+
+
+def test_3dcc_scores_the_papers_3d_set_by_default(tmp_path: Path, model: torch.nn.Module) -> None:
+    root = write_3dcc(tmp_path / "3dcc")
+    head = constant_head([W1, W2], [1.0, 0.0])  # always W1: fog 1 -> 0.5, fog 3 -> 1, near_focus 1 -> 0, iso_noise 1 -> 1
+    result = robustness.imagenet_3dcc(root, model, head, CPU, crop_size=32, workers=0)
+    assert result.table == {"fog_3d": {1: 0.5, 3: 1.0}, "near_focus": {1: 0.0}}  # iso_noise is not a 3-D corruption
+    assert result.metrics() == pytest.approx({"top1": 0.5, "top1_s1": 0.25, "top1_s3": 1.0, "top1_fog_3d": 0.75,
+                                              "top1_near_focus": 0.0})
+    # Every corruption of the paper's set that the root lacks, and every missing severity, is named.
+    assert result.missing == ["near_focus/2", "near_focus/3", "near_focus/4", "near_focus/5", "far_focus",
+                              "fog_3d/2", "fog_3d/4", "fog_3d/5", "flash", "xy_motion_blur", "z_motion_blur"]
+    everything = robustness.imagenet_3dcc(root, model, head, CPU, robustness.select_corruptions("all"), crop_size=32,
+                                          workers=0)
+    assert everything.metrics()["top1"] == pytest.approx((0.5 + 1.0 + 0.0 + 1.0) / 4)
+    # Clean ImageNet val: 3 of 4 right (0.75); each metric also as its change from clean.
+    for i, wnid in enumerate([W1, W1, W1, W2]):
+        image(tmp_path / "val" / wnid / f"{i}.JPEG")
+    with_clean = robustness.imagenet_3dcc(root, model, head, CPU, clean=tmp_path / "val", crop_size=32, workers=0)
+    metrics = with_clean.metrics()
+    assert metrics["clean_top1"] == 0.75 and metrics["delta_top1"] == pytest.approx(-0.25)
+    assert metrics["delta_top1_s3"] == pytest.approx(0.25) and metrics["delta_top1_near_focus"] == pytest.approx(-0.75)
+    out = robustness.plot_by_severity(with_clean, tmp_path / "plot.png", "test")
     assert np.asarray(Image.open(out).convert("L")).std() > 10
+
+
+def test_3dcc_corruption_sets_are_the_releases_folder_names() -> None:
+    assert robustness.select_corruptions("3d") == ("near_focus", "far_focus", "fog_3d", "flash", "xy_motion_blur",
+                                                   "z_motion_blur")
+    assert len(robustness.select_corruptions("all")) == 12
+    assert robustness.select_corruptions("flash, low_light") == ("flash", "low_light")
+    with pytest.raises(UserError, match="view_jitter not in ImageNet-3DCC"):
+        robustness.select_corruptions("fog_3d,view_jitter")
 
 
 def test_error_consistency_matches_a_hand_computation() -> None:
@@ -158,7 +193,7 @@ def test_model_vs_human_against_hand_computed_consistency(tmp_path: Path, model:
     # Subject 2 [1,0,1,0]: c_obs 2/4, c_exp .5, kappa 0, acc diff 0.
     # Subjects 1 vs 2: c_obs 3/4, c_exp .75*.5+.25*.5 = .5, kappa .5 (the ceiling).
     expected = {"accuracy": 0.5, "accuracy_difference": 0.03125, "observed_consistency": 0.375,
-                "error_consistency": -0.25, "error_consistency_ceiling": 0.5, "error_consistency_ceiled": -0.5}
+                "error_consistency": -0.25, "error_consistency_human": 0.5, "error_consistency_over_human": -0.5}
     assert {k: metrics[k] for k in expected} == pytest.approx(expected)
     assert metrics["edge/error_consistency"] == pytest.approx(-0.25)
     # low-pass: only condition 3 counts (40 is excluded as in model-vs-human): model and both humans right.
@@ -194,13 +229,20 @@ def test_cli_linear_saves_the_head_that_robustness_and_human_commands_read(tmp_p
     result = CliRunner().invoke(app, ["eval", "imagenet-3dcc", "random", str(tmp_path / "imagenet"), "--head",
                                       str(head_path), *common])
     assert result.exit_code != 0 and "not ImageNet-3DCC" in str(result.exception)
+    write_3dcc(tmp_path / "3dcc")
+    result = CliRunner().invoke(app, ["eval", "imagenet-3dcc", "random", str(tmp_path / "3dcc"), "--head",
+                                      str(head_path), "--corruptions", "fog_3d,flash", *common])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "imagenet-3dcc: not in " in result.output and "left out: fog_3d/2, fog_3d/4, fog_3d/5, flash\n" in result.output
+    record = json.loads((res / "random__imagenet-3dcc__3dcc.json").read_text())
+    assert set(record["config"]["by_severity"]) == {"fog_3d"} and record["config"]["corruptions"] == ["fog_3d", "flash"]
     write_model_vs_human(tmp_path / "mvh")
     cat_head().save(tmp_path / "cat.pt")
     result = CliRunner().invoke(app, ["eval", "model-vs-human", "random", str(tmp_path / "mvh"), "--datasets", "edge",
                                       "--head", str(tmp_path / "cat.pt"), *common])
     assert result.exit_code == 0, result.output + repr(result.exception)
     result = CliRunner().invoke(app, ["eval", "summary", str(res)])
-    assert "imagenet-vid/vid:pm10" in result.output and "model-vs-human/mvh:error_consistency_ceiled" in result.output
+    assert "imagenet-vid/vid:pm10" in result.output and "model-vs-human/mvh:error_consistency_over_human" in result.output
 
 
 def test_paper_fills_imagenet_a_and_vid_from_the_linear_head(tmp_path: Path) -> None:
@@ -213,6 +255,6 @@ def test_paper_fills_imagenet_a_and_vid_from_the_linear_head(tmp_path: Path) -> 
     constant_head([W1, W2, W3], [0.0, 1.0, 0.0], tmp_path / "head.pt")
     opts = paper.PaperOptions(arch="resnet18", workers=0, linear_head=tmp_path / "head.pt")
     results = paper.run_paper(load_backbone("random", arch="resnet18"), data, "r18", opts, Ranks(0, 1, CPU))
-    header, (ours, _) = paper.tables("r18", results)["Table 1"]
-    row = dict(zip(header, ours))
-    assert row["IN-A top-1"] == "50.0" and row["IN-Vid pm0"] == "66.7" and row["IN-Vid pm10"] == "33.3"
+    header, rows = paper.tables("r18", results)["Table 1"]
+    ours = {row[0]: row[1] for row in rows}
+    assert ours["IN-A top-1"] == "50.0" and ours["IN-Vid pm0"] == "66.7" and ours["IN-Vid pm10"] == "33.3"

@@ -1,4 +1,4 @@
-"""Draw VITO's learned attention masks (or any ResNet's gradient saliency) over images, and score them against ClickMe.
+"""Draw VITO's learned attention masks (or any ResNet's gradient saliency) over images.
 
 ``attention.pt`` is the trainer's export (:meth:`videonet.vito.model.MultiScalePooling.export`):
 one softmax-over-space mask per scale (layer3 and layer4). The displayed mask is the mean of the
@@ -8,15 +8,10 @@ uniform mask is 1 at every scale and the finer scale is not drowned out by its s
 Models without attention pooling (supervised or MoCLR ResNets, ``random``) are drawn and scored by
 gradient saliency instead: the absolute gradient of a score with respect to the input pixels, max
 over colour channels (xplique's ``Saliency``, the explainer the harmonization code uses). The score
-is the top logit of the ``eval linear`` probe when one is given, else the norm of the pooled
-``layer4`` features (label-free, so any checkpoint can be scored).
-
-Human alignment follows the ClickMe protocol of Fel et al. (2022) as used by VITO: the Spearman
-rank correlation between the model's map and the human importance map of the same image,
-averaged over images (``spearman``), and that mean divided by the human inter-rater ceiling
-(``spearman_ceiled``), as serre-lab/harmonization's ``evaluate_clickme`` computes its
-``alignment_score`` (``HUMAN_SPEARMAN_CEILING = 0.65753`` in ``harmonization/evaluation/klickme.py``).
-Layout of a saliency dir: ``images/<name>.<jpg|png>`` and ``maps/<name>.<png|npy>`` (same stem).
+is the logit of the given class under the ``eval linear`` probe (the ground truth when scoring
+ClickMe, as xplique is given the labels), else the probe's top logit, else the norm of the pooled
+``layer4`` features (label-free, so any checkpoint can be drawn). Scoring against ClickMe's human
+maps is :mod:`videonet.evaluation.clickme`.
 """
 
 from __future__ import annotations
@@ -24,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -32,11 +26,10 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from videonet.errors import UserError
+from videonet.evaluation.clickme import IMAGE_SUFFIXES
 from videonet.evaluation.features import normalize
 from videonet.torch_utils import forward_stages, load_torch
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-HUMAN_SPEARMAN_CEILING = 0.65753  # ClickMe inter-rater Spearman (serre-lab/harmonization, klickme.py)
 METHODS = ("attention", "gradient")
 
 # A normalised image (3, H, W) -> an importance map (H, W) of the same size.
@@ -76,14 +69,23 @@ def attention_map(model: torch.nn.Module, pool, image: torch.Tensor) -> torch.Te
     return torch.stack(scaled).mean(dim=0)
 
 
-def gradient_saliency(model: torch.nn.Module, image: torch.Tensor, head=None) -> torch.Tensor:
-    """(H, W) max over channels of |d score / d pixel|; score = the probe's top logit, or the pooled feature norm.
+def gradient_saliency(model: torch.nn.Module, image: torch.Tensor, head=None, target: str | None = None) -> torch.Tensor:
+    """(H, W) max over channels of |d score / d pixel|.
 
-    ``head`` is a :class:`~videonet.evaluation.linear.LinearHead` (or None).
+    The score is ``head``'s logit of class ``target`` (a wnid among its classes), or its top logit
+    without a target, or the pooled feature norm without a head. ``head`` is a
+    :class:`~videonet.evaluation.linear.LinearHead` (or None).
     """
+    if target is not None and (head is None or target not in head.classes):
+        raise UserError(f"class {target} needs a --head trained on it" if head is None
+                        else f"the linear head has no class {target} (train it on ImageNet wnid folders)")
     x = image[None].clone().requires_grad_(True)
     pooled = forward_stages(model.eval(), x, ["layer4"])["layer4"].mean(dim=(2, 3))
-    score = head.linear((pooled - head.mean) / head.std).max() if head is not None else pooled.norm()
+    if head is None:
+        score = pooled.norm()
+    else:
+        logits = head.linear((pooled - head.mean) / head.std)[0]
+        score = logits[head.classes.index(target)] if target is not None else logits.max()
     (grad,) = torch.autograd.grad(score, x)
     return grad[0].abs().amax(dim=0)
 
@@ -127,45 +129,3 @@ def draw_grid(map_fn: MapFn, images: list[Path], out: Path, size: int = 224, col
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks starting at 1 with ties given their average rank (scipy.stats.rankdata's default)."""
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    new_group = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
-    group_of = np.empty(len(x), dtype=np.int64)
-    group_of[order] = np.cumsum(new_group) - 1
-    bounds = np.r_[np.nonzero(new_group)[0], len(x)]  # group g spans sorted positions bounds[g]..bounds[g+1]-1
-    return 0.5 * (bounds[group_of] + bounds[group_of + 1] + 1)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two equally sized maps (0 when either is constant)."""
-    ra, rb = rankdata(a.ravel()), rankdata(b.ravel())
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = np.sqrt((ra**2).sum() * (rb**2).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
-
-
-def read_human_map(path: Path) -> Image.Image:
-    """A human importance map as a float PIL image (``.npy`` arrays or greyscale images)."""
-    array = np.load(path) if path.suffix == ".npy" else np.asarray(Image.open(path).convert("F"))
-    return Image.fromarray(np.asarray(array, dtype=np.float32), mode="F")
-
-
-def human_alignment(map_fn: MapFn, saliency_dir: Path, size: int = 224) -> dict[str, float]:
-    """Mean Spearman correlation between the model's maps and human maps, raw and divided by the human ceiling."""
-    images = list_images([saliency_dir / "images"]) if (saliency_dir / "images").is_dir() else []
-    maps = {p.stem: p for p in (saliency_dir / "maps").glob("*")} if (saliency_dir / "maps").is_dir() else {}
-    pairs = [(img, maps[img.stem]) for img in images if img.stem in maps]
-    if not pairs:
-        raise UserError(f"{saliency_dir}: need images/<name>.jpg and maps/<name>.png|npy with matching names")
-    view = view_transform(size)
-    scores = []
-    for image_path, map_path in tqdm(pairs, desc="clickme", unit="img"):
-        image = normalize()(transforms.functional.to_tensor(view(Image.open(image_path).convert("RGB"))))
-        human = np.asarray(view(read_human_map(map_path)))
-        scores.append(spearman(map_fn(image).detach().numpy(), human))
-    mean = float(np.mean(scores))
-    return {"spearman": mean, "spearman_ceiled": mean / HUMAN_SPEARMAN_CEILING, "images": float(len(scores))}

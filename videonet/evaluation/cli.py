@@ -200,25 +200,9 @@ def ucf101_cmd(
     _save(f"ucf101-{pooling}", loaded, label, ucf_dir, metrics, config, results_dir)
 
 
-@app.command("attention")
-def attention_cmd(
-    checkpoint: str = CHECKPOINT,
-    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images to draw."),
-    method: str = typer.Option("attention", help="attention (VITO's attention pooling, needs attention.pt) | gradient "
-                               "(|d score / d pixel|, max over colour; any ResNet)."),
-    attention: Optional[Path] = typer.Option(None, help="attention.pt (default: CHECKPOINT/attention.pt for a run dir)."),
-    head: Optional[Path] = typer.Option(None, help="gradient: a probe from `eval linear`; the score is its top logit "
-                                        "(default: the norm of the pooled layer4 features)."),
-    out: Path = typer.Option(Path("runs/eval/attention.png"), help="PNG grid to write."),
-    saliency_dir: Optional[Path] = typer.Option(None, help="ClickMe-style dir (images/<name>.jpg, maps/<name>.png|npy): report Spearman alignment, raw and ceiled."),
-    size: int = typer.Option(224, help="Images are resized (short side) and centre-cropped to this size."),
-    columns: int = typer.Option(4, help="Grid columns."),
-    arch: Optional[str] = ARCH,
-    name: Optional[str] = NAME,
-    results_dir: Path = RESULTS,
-    seed: int = SEED,
-) -> None:
-    """Overlay attention masks (mean of both scales) or gradient saliency on images; optionally score human alignment."""
+def _explainer(method: str, checkpoint: str, attention: Optional[Path], head: Optional[Path], arch: Optional[str],
+               seed: int, name: Optional[str]):
+    """(backbone, label, map function (image, wnid or None) -> map, config) of ``--method attention|gradient``."""
     from functools import partial
 
     from videonet.evaluation import attention_maps
@@ -235,19 +219,70 @@ def attention_cmd(
         loaded, label = _load(checkpoint, arch, seed, name)
         if pool.dims[-1] != loaded.feature_dim:
             raise UserError(f"{path} was trained on {pool.dims[-1]}-d features but the backbone has {loaded.feature_dim}")
-        map_fn = partial(attention_maps.attention_map, loaded.model, pool)
-        source = {"attention": str(path)}
-    else:
-        loaded, label = _load(checkpoint, arch, seed, name)
-        probe = _head(head, loaded) if head is not None else None
-        map_fn = partial(attention_maps.gradient_saliency, loaded.model, head=probe)
-        source = {"head": str(head) if head else None}
-    grid = attention_maps.draw_grid(map_fn, attention_maps.list_images(images), out, size, columns)
+        attend = partial(attention_maps.attention_map, loaded.model, pool)
+        return loaded, label, lambda image, wnid=None: attend(image), {"method": method, "attention": str(path)}
+    loaded, label = _load(checkpoint, arch, seed, name)
+    probe = _head(head, loaded) if head is not None else None
+    explain = partial(attention_maps.gradient_saliency, loaded.model, head=probe)
+    return loaded, label, lambda image, wnid=None: explain(image, target=wnid), {"method": method, "head": str(head)}
+
+
+METHOD = typer.Option("attention", help="attention (VITO's attention pooling, needs attention.pt) | gradient "
+                      "(|d score / d pixel|, max over colour; any ResNet).")
+ATTENTION = typer.Option(None, help="attention.pt (default: CHECKPOINT/attention.pt for a run dir).")
+
+
+@app.command("attention")
+def attention_cmd(
+    checkpoint: str = CHECKPOINT,
+    images: list[Path] = typer.Argument(..., help="Image files and/or folders of images to draw."),
+    method: str = METHOD,
+    attention: Optional[Path] = ATTENTION,
+    head: Optional[Path] = typer.Option(None, help="gradient: a probe from `eval linear`; the score is its top logit "
+                                        "(default: the norm of the pooled layer4 features)."),
+    out: Path = typer.Option(Path("runs/eval/attention.png"), help="PNG grid to write."),
+    size: int = typer.Option(224, help="Images are resized (short side) and centre-cropped to this size."),
+    columns: int = typer.Option(4, help="Grid columns."),
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    seed: int = SEED,
+) -> None:
+    """Overlay attention masks (mean of both scales) or gradient saliency on images (`eval clickme` scores them)."""
+    from videonet.evaluation import attention_maps
+
+    _, _, explain, _ = _explainer(method, checkpoint, attention, head, arch, seed, name)
+    grid = attention_maps.draw_grid(explain, attention_maps.list_images(images), out, size, columns)
     typer.echo(f"wrote {grid}")
-    if saliency_dir is not None:
-        metrics = attention_maps.human_alignment(map_fn, saliency_dir, size)
-        eval_name = "clickme" if method == "attention" else "clickme-gradient"
-        _save(eval_name, loaded, label, saliency_dir, metrics, {"size": size, "method": method, **source}, results_dir)
+
+
+@app.command("clickme")
+def clickme_cmd(
+    checkpoint: str = CHECKPOINT,
+    clickme_dir: Path = typer.Argument(..., help="images/<name>.jpg, maps/<name>.png|npy (raw human maps, same stem) "
+                                       "and labels.csv (name,label: wnid or ImageNet index; needed by --method gradient)."),
+    method: str = METHOD,
+    attention: Optional[Path] = ATTENTION,
+    head: Optional[Path] = typer.Option(None, help="gradient: the probe of `eval linear`; the saliency is of its "
+                                        "ground-truth class logit."),
+    arch: Optional[str] = ARCH,
+    name: Optional[str] = NAME,
+    results_dir: Path = RESULTS,
+    seed: int = SEED,
+) -> None:
+    """ClickMe alignment as harmonization's evaluate_clickme: Spearman with the blurred human maps, / the 0.65753 ceiling."""
+    from videonet.evaluation import clickme
+
+    samples = clickme.read_clickme(clickme_dir)
+    if method == "gradient":
+        unlabelled = [s.name for s in samples if s.wnid is None]
+        if head is None or unlabelled:
+            raise UserError(f"--method gradient explains the ground-truth class: it needs --head and a label in "
+                            f"{clickme_dir / 'labels.csv'} for every image"
+                            + (f" (none for {', '.join(unlabelled[:3])})" if unlabelled else ""))
+    loaded, label, explain, config = _explainer(method, checkpoint, attention, head, arch, seed, name)
+    metrics = clickme.evaluate_clickme(explain, samples).metrics()
+    eval_name = "clickme" if method == "attention" else "clickme-gradient"
+    _save(eval_name, loaded, label, clickme_dir, metrics, config, results_dir)
 
 
 def _head(path: Path, loaded):
@@ -261,26 +296,19 @@ HEAD = typer.Option(..., help="The probe saved by `videonet eval linear` (RESULT
                     "ImageNet's wnid folders.")
 CROP = typer.Option(224, help="Centre crop after resizing the short side to crop*256/224 (as the probe was trained).")
 BATCH = typer.Option(64, help="Batch size of feature extraction.")
+WORKERS = typer.Option(4, help="DataLoader worker processes.")
 
 
 def _robustness(kind: str, checkpoint: str, data_dir: Path, head: Path, crop_size: int, batch_size: int,
                 workers: int, arch: Optional[str], name: Optional[str], results_dir: Path, device: str, seed: int) -> None:
-    """Load the backbone and probe, run one robustness test set, record it (3DCC also gets its plot)."""
+    """Load the backbone and probe, run ImageNet-A or ImageNet-Vid-Robust, record it."""
     from videonet.evaluation import robustness
     from videonet.torch_utils import torch_device
 
     loaded, label = _load(checkpoint, arch, seed, name)
-    probe, dev = _head(head, loaded), torch_device(device)
-    config = {"head": str(head), "crop_size": crop_size}
-    if kind == "imagenet-3dcc":
-        metrics, table = robustness.imagenet_3dcc(data_dir, loaded.model, probe, dev, crop_size, batch_size, workers)
-        plot = robustness.plot_by_severity(table, results_dir / f"imagenet-3dcc-{label}.png", f"ImageNet-3DCC: {label}")
-        config |= {"plot": str(plot), "by_severity": table}
-        typer.echo(f"wrote {plot}")
-    else:
-        run = robustness.imagenet_a if kind == "imagenet-a" else robustness.imagenet_vid_robust
-        metrics = run(data_dir, loaded.model, probe, dev, crop_size, batch_size, workers)
-    _save(kind, loaded, label, data_dir, metrics, config, results_dir)
+    run = robustness.imagenet_a if kind == "imagenet-a" else robustness.imagenet_vid_robust
+    metrics = run(data_dir, loaded.model, _head(head, loaded), torch_device(device), crop_size, batch_size, workers)
+    _save(kind, loaded, label, data_dir, metrics, {"head": str(head), "crop_size": crop_size}, results_dir)
 
 
 ROBUSTNESS = {
@@ -289,9 +317,6 @@ ROBUSTNESS = {
     "imagenet-vid": ("imagenet-vid-robust/ as unpacked: val/, metadata/{labels,pmsets}.json, "
                      "misc/{imagenet_vid_class_index,rev_wnid_map}.json.",
                      "ImageNet-Vid-Robust pm-0 (anchor accuracy) and pm-10 (anchor and its +-10 frames all correct)."),
-    "imagenet-3dcc": ("ImageNet-3DCC: DATA_DIR/<corruption>/<severity>/<wnid>/*.JPEG.",
-                      "ImageNet-3DCC top-1 by corruption and severity; plots accuracy by severity "
-                      "(RESULTS_DIR/imagenet-3dcc-<name>.png)."),
 }
 
 
@@ -301,7 +326,7 @@ def _register_robustness(kind: str, data_help: str, doc: str) -> None:
     def command(
         checkpoint: str = CHECKPOINT,
         data_dir: Path = typer.Argument(..., help=data_help),
-        head: Path = HEAD, crop_size: int = CROP, batch_size: int = BATCH, workers: int = typer.Option(4),
+        head: Path = HEAD, crop_size: int = CROP, batch_size: int = BATCH, workers: int = WORKERS,
         arch: Optional[str] = ARCH, name: Optional[str] = NAME, results_dir: Path = RESULTS, device: str = DEVICE,
         seed: int = SEED,
     ) -> None:
@@ -315,17 +340,47 @@ for _kind, (_data_help, _doc) in ROBUSTNESS.items():
     _register_robustness(_kind, _data_help, _doc)
 
 
+@app.command("imagenet-3dcc")
+def imagenet_3dcc_cmd(
+    checkpoint: str = CHECKPOINT,
+    data_dir: Path = typer.Argument(..., help="ImageNet-3DCC as unpacked: DATA_DIR/<corruption>/<severity>/<wnid>/*.JPEG."),
+    corruptions: str = typer.Option("3d", help="3d (the paper's: near_focus, far_focus, fog_3d, flash, xy_motion_blur, "
+                                    "z_motion_blur), all (the release's 12) or a comma-separated list."),
+    clean: Optional[Path] = typer.Option(None, help="ImageNet val (<wnid>/*.JPEG): adds clean top-1 and the change "
+                                         "from it (delta_*), plotted as the paper does."),
+    head: Path = HEAD, crop_size: int = CROP, batch_size: int = BATCH, workers: int = WORKERS,
+    arch: Optional[str] = ARCH, name: Optional[str] = NAME, results_dir: Path = RESULTS, device: str = DEVICE,
+    seed: int = SEED,
+) -> None:
+    """ImageNet-3DCC top-1 by corruption and severity (RESULTS_DIR/imagenet-3dcc-<name>.png plots it by severity)."""
+    from videonet.evaluation import robustness
+    from videonet.torch_utils import torch_device
+
+    chosen = robustness.select_corruptions(corruptions)
+    robustness.list_3dcc(data_dir, chosen)  # a wrong root fails before the weights load
+    loaded, label = _load(checkpoint, arch, seed, name)
+    result = robustness.imagenet_3dcc(data_dir, loaded.model, _head(head, loaded), torch_device(device), chosen, clean,
+                                      crop_size, batch_size, workers)
+    if result.missing:
+        typer.echo(f"imagenet-3dcc: not in {data_dir}, left out: {', '.join(result.missing)}")
+    plot = robustness.plot_by_severity(result, results_dir / f"imagenet-3dcc-{label}.png", f"ImageNet-3DCC: {label}")
+    typer.echo(f"wrote {plot}")
+    config = {"head": str(head), "crop_size": crop_size, "corruptions": list(chosen), "missing": result.missing,
+              "clean": str(clean) if clean else None, "plot": str(plot), "by_severity": result.table}
+    _save("imagenet-3dcc", loaded, label, data_dir, result.metrics(), config, results_dir)
+
+
 @app.command("model-vs-human")
 def model_vs_human_cmd(
     checkpoint: str = CHECKPOINT,
     mvh_dir: Path = typer.Argument(..., help="A model-vs-human checkout with datasets/<name>/ downloaded and raw-data/<name>/*.csv."),
     datasets: str = typer.Option(",".join(("edge", "cue-conflict", "low-pass", "uniform-noise")),
                                  help="Comma-separated model-vs-human datasets."),
-    head: Path = HEAD, crop_size: int = CROP, batch_size: int = BATCH, workers: int = typer.Option(4),
+    head: Path = HEAD, crop_size: int = CROP, batch_size: int = BATCH, workers: int = WORKERS,
     arch: Optional[str] = ARCH, name: Optional[str] = NAME, results_dir: Path = RESULTS, device: str = DEVICE,
     seed: int = SEED,
 ) -> None:
-    """16-class accuracy, accuracy difference, observed and (ceiled) error consistency with human subjects."""
+    """16-class accuracy, accuracy difference, observed and error consistency with human subjects (and / human-human)."""
     from videonet.evaluation import human
     from videonet.torch_utils import torch_device
 
@@ -340,7 +395,6 @@ def model_vs_human_cmd(
 
 
 STEPS = typer.Option(None, help="Stop after this many steps (smoke runs); the learning-rate schedule spans them.")
-WORKERS = typer.Option(4, help="DataLoader worker processes.")
 
 
 @app.command("segment")
@@ -427,6 +481,8 @@ def paper_cmd(
     linear_head: Optional[Path] = typer.Option(None, help="Probe of `eval linear` (needed by imagenet-a/ and "
                                                "imagenet-vid-robust/)."),
     out: Optional[Path] = typer.Option(None, help="Where paper.md and paper_*.csv go (default RESULTS_DIR)."),
+    paper_method: str = typer.Option("VITO (VideoNet)", help="The published row the difference column compares with, "
+                                     "e.g. 'Supervised (ImageNet)' when evaluating that baseline."),
     steps: Optional[int] = STEPS,
     epochs: Optional[int] = typer.Option(None, help="Override every fine-tuning's epochs (default: each protocol's)."),
     batch_size: Optional[int] = typer.Option(None, help="Override the segmentation/detection global batch (16)."),
@@ -445,6 +501,8 @@ def paper_cmd(
     from videonet.evaluation.finetune import ranks
     from videonet.evaluation.results import save_result
 
+    if paper_method not in paper.paper_methods():
+        raise UserError(f"--paper-method {paper_method!r}: choose from {', '.join(paper.paper_methods())}")
     where = ranks(device)
     loaded, label = _load(checkpoint, arch, seed, name)
     opts = paper.PaperOptions(arch=loaded.arch, seed=seed, workers=workers, max_steps=steps, epochs=epochs,
@@ -454,7 +512,7 @@ def paper_cmd(
     if where.main:
         for result in results:
             save_result(result, results_dir)
-        md, *csvs = paper.write_tables(label, results, out or results_dir)
+        md, *csvs = paper.write_tables(label, results, out or results_dir, paper_method)
         typer.echo(md.read_text().rstrip())
         typer.echo(f"wrote {md}, {', '.join(map(str, csvs))}")
 

@@ -20,8 +20,11 @@ Each evaluation also writes its usual result JSON, so ``eval summary`` sees the 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from videonet.errors import UserError
@@ -50,25 +53,90 @@ class PaperOptions:
 
 @dataclass(frozen=True)
 class Cell:
-    """One column of the paper's tables: which evaluation (a DATA_ROOT folder) and which of its metrics."""
+    """One benchmark of the paper's tables: which evaluation (a DATA_ROOT folder) and metric, and its name in the paper."""
 
     title: str
     folder: str
     metric: str
+    benchmark: str  # vito_published.csv's benchmark ...
+    paper_metric: str  # ... and metric
 
 
-TABLE1 = (
-    Cell("ADE20K mIoU", "ade20k", "mIoU"), Cell("COCO AP", "coco", "AP"), Cell("DAVIS J&F", "davis", "JF_mean"),
-    Cell("UCF-101 top-1", "ucf101", "top1"), Cell("IN-A top-1", "imagenet-a", "top1"),
-    Cell("IN-Vid pm0", "imagenet-vid-robust", "pm0"), Cell("IN-Vid pm10", "imagenet-vid-robust", "pm10"),
+@dataclass(frozen=True)
+class PaperTable:
+    """A table of ``eval paper``: its benchmarks and the paper's tables whose ResNet-50 rows it shows."""
+
+    title: str
+    stem: str  # file name of its CSV
+    cells: tuple[Cell, ...]
+    sources: tuple[str, ...]
+
+
+TABLES = (
+    PaperTable("Table 1", "paper_table1", (
+        Cell("ADE20K mIoU", "ade20k", "mIoU", "ADE20K", "mIoU"), Cell("COCO AP", "coco", "AP", "COCO", "mAP"),
+        Cell("DAVIS J&F", "davis", "JF_mean", "DAVIS", "J&F mean"),
+        Cell("UCF-101 top-1", "ucf101", "top1", "UCF101", "top-1"),
+        Cell("IN-A top-1", "imagenet-a", "top1", "ImageNet-A", "top-1"),
+        Cell("IN-Vid pm0", "imagenet-vid-robust", "pm0", "ImageNet-Vid-Robust", "pm0"),
+        Cell("IN-Vid pm10", "imagenet-vid-robust", "pm10", "ImageNet-Vid-Robust", "pm10"),
+    ), ("1",)),
+    PaperTable("Scene understanding (Tables B.3, B.1)", "paper_scene", (
+        Cell("PASCAL mIoU", "pascal", "mIoU", "PASCAL", "mIoU"), Cell("ADE20K mIoU", "ade20k", "mIoU", "ADE20K", "mIoU"),
+        Cell("COCO AP", "coco", "AP", "COCO", "mAP"), Cell("LVIS AP", "lvis", "AP", "LVIS", "mAP"),
+    ), ("B.3", "B.1")),
+    PaperTable("DAVIS 2017 (Table B.4)", "paper_davis", (
+        Cell("DAVIS J mean", "davis", "J_mean", "DAVIS 2017", "J mean"),
+        Cell("DAVIS F mean", "davis", "F_mean", "DAVIS 2017", "F mean"),
+    ), ("B.4",)),
 )
-SCENE = (Cell("PASCAL mIoU", "pascal", "mIoU"), Cell("ADE20K mIoU", "ade20k", "mIoU"), Cell("COCO AP", "coco", "AP"),
-         Cell("LVIS AP", "lvis", "AP"))
+PAPER_METHOD = "VITO (VideoNet)"  # the published row the difference column compares with
+PUBLISHED_CSV = "vito_published.csv"  # the paper's numbers, one a row (a copy of shared/paper/'s)
+BACKBONE = "R50"  # videonet evaluates ResNets: the Swin-S rows (Table B.2) are not shown
 
-# The paper's VITO (ResNet-50) numbers, in percent, by column title. Only numbers checked against
-# the paper belong here; none could be checked from the stored copies available when this was
-# written (the table pages were not retrievable), so every published cell is empty for now.
-PUBLISHED: dict[str, float] = {}
+
+@dataclass(frozen=True)
+class Published:
+    """One number of the paper, as printed (percent for accuracy, mIoU, AP and J/F)."""
+
+    table: str
+    method: str
+    dataset: str
+    backbone: str
+    benchmark: str
+    metric: str
+    value: float
+
+    @property
+    def label(self) -> str:
+        """Column name: the method and its pretraining data, e.g. ``MoCLR (ImageNet)``."""
+        return self.method if self.dataset == "-" else f"{self.method} ({self.dataset})"
+
+
+@lru_cache(maxsize=1)
+def published() -> tuple[Published, ...]:
+    """Every row of the packaged ``vito_published.csv``."""
+    text = resources.files("videonet.evaluation").joinpath(PUBLISHED_CSV).read_text()
+    rows = csv.DictReader(io.StringIO(text))
+    return tuple(Published(r["table"], r["pretraining"], r["dataset"], r["backbone"], r["benchmark"], r["metric"],
+                           float(r["value"])) for r in rows)
+
+
+def published_columns(table: PaperTable) -> dict[str, dict[tuple[str, str], float]]:
+    """Method label -> (benchmark, metric) -> value, for the ResNet-50 rows of the table's sources (first source wins)."""
+    wanted = {(c.benchmark, c.paper_metric) for c in table.cells}
+    columns: dict[str, dict[tuple[str, str], float]] = {}
+    for source in table.sources:
+        for row in published():
+            key = (row.benchmark, row.metric)
+            if row.table == source and row.backbone == BACKBONE and key in wanted:
+                columns.setdefault(row.label, {}).setdefault(key, row.value)
+    return columns
+
+
+def paper_methods() -> list[str]:
+    """Every method label that ``--paper-method`` accepts."""
+    return list(dict.fromkeys(label for t in TABLES for label in published_columns(t)))
 
 
 def _finetune(opts: PaperOptions, epochs: int, batch_size: int, lr: float, weight_decay: float) -> Finetune:
@@ -192,39 +260,54 @@ def run_paper(loaded: LoadedBackbone, data_root: Path, label: str, opts: PaperOp
     return results
 
 
-def _cells(cells: tuple[Cell, ...], results: list[EvalResult]) -> list[str]:
-    by_folder = {r.dataset: r for r in results}
-    row = []
-    for cell in cells:
-        if cell.folder not in by_folder or cell.metric not in by_folder[cell.folder].metrics:
-            row.append(NO_DATA)
-        else:
-            row.append(f"{100 * by_folder[cell.folder].metrics[cell.metric]:.1f}")
-    return row
+def _ours(results: list[EvalResult]) -> dict[tuple[str, str], float]:
+    """(folder, metric) -> our value in percent."""
+    return {(r.dataset, m): 100 * v for r in results for m, v in r.metrics.items()}
 
 
-def tables(label: str, results: list[EvalResult]) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """Header and rows of Table 1 and of the scene-understanding table: this checkpoint, then the paper's VITO."""
+def tables(label: str, results: list[EvalResult],
+           paper_method: str = PAPER_METHOD) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Header and rows of each table: one row per benchmark; ours, the paper's ``paper_method``, the
+    difference (ours minus the paper, in points) and every other published ResNet-50 row."""
+    if paper_method not in paper_methods():
+        raise UserError(f"--paper-method {paper_method!r} is not in the paper's tables; choose from "
+                        f"{', '.join(paper_methods())}")
+    ours = _ours(results)
     out = {}
-    for title, cells in (("Table 1", TABLE1), ("Scene understanding", SCENE)):
-        header = ["model", *(c.title for c in cells)]
-        published = [f"{PUBLISHED[c.title]:.1f}" if c.title in PUBLISHED else "" for c in cells]
-        out[title] = (header, [[label, *_cells(cells, results)], ["VITO (paper)", *published]])
+    for table in TABLES:
+        columns = published_columns(table)
+        reference = columns.get(paper_method, {})
+        others = [m for m in columns if m != paper_method]
+        header = ["benchmark", label, f"{paper_method} (paper)", "difference to the paper", *others]
+        rows = []
+        for cell in table.cells:
+            key = (cell.benchmark, cell.paper_metric)
+            mine, theirs = ours.get((cell.folder, cell.metric)), reference.get(key)
+            diff = f"{mine - theirs:+.1f}" if mine is not None and theirs is not None else ""
+            rows.append([cell.title, NO_DATA if mine is None else f"{mine:.1f}", _fmt(theirs), diff,
+                         *(_fmt(columns[m].get(key)) for m in others)])
+        out[table.title] = (header, rows)
     return out
 
 
-def write_tables(label: str, results: list[EvalResult], out_dir: Path) -> list[Path]:
-    """``paper.md`` (both tables) and ``paper_table1.csv`` / ``paper_scene.csv``; returns the paths."""
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def write_tables(label: str, results: list[EvalResult], out_dir: Path, paper_method: str = PAPER_METHOD) -> list[Path]:
+    """``paper.md`` (every table) and one CSV per table (``paper_table1.csv``, ...); returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     lines, paths = [], []
-    for (title, (header, rows)), stem in zip(tables(label, results).items(), ("paper_table1", "paper_scene")):
-        lines += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for table, (header, rows) in zip(TABLES, tables(label, results, paper_method).values()):
+        lines += [f"## {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows] + [""]
-        path = out_dir / f"{stem}.csv"
+        path = out_dir / f"{table.stem}.csv"
         with path.open("w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
         paths.append(path)
-    lines.append("Percent. 'no data': no DATA_ROOT folder for it; empty paper cells: not verified against the paper.")
+    lines.append("Percent. 'no data': no DATA_ROOT folder for it; difference: ours minus the paper, in points; "
+                 "an empty paper cell: not in that table of the paper (ResNet-50 rows of its Tables "
+                 f"{', '.join(s for t in TABLES for s in t.sources)}).")
     md = out_dir / "paper.md"
     md.write_text("\n".join(lines) + "\n")
     return [md, *paths]
