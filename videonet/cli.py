@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from videonet.errors import UserError
+from videonet.errors import UserError, printable
 from videonet.options import settings_options
 from videonet.quiet import quiet_optional_extras
 
@@ -137,5 +137,5 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {printable(str(exc))}", err=True)  # it may quote a catalog's bytes
         sys.exit(2)

@@ -1,5 +1,19 @@
-"""One exception type for mistakes a user can fix; the CLI prints it as one line and exits 2."""
+"""One exception type for mistakes a user can fix; the CLI prints it as one line and exits 2; and
+:func:`printable`, what any text from outside is turned into before it reaches a terminal."""
+
+import re
 
 
 class UserError(Exception):
     """Bad input or a missing resource, described in one line that says what to do."""
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal: control characters (escape sequences that recolour it, retitle the
+    window or move the cursor; line breaks; bidirectional overrides that reorder what follows) as
+    Python escapes (``\\x1b``, ``\\n``, ``\\u202e``). Titles, paths and reasons come from catalogs
+    and websites: anyone can put bytes there."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -15,6 +15,7 @@ import html
 import io
 import json
 
+import numpy as np
 import pandas as pd
 
 from videonet.curation.client import REQUESTS_SCHEMA
@@ -107,6 +108,7 @@ def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame,
     """The run in numbers; search errors and over-cap hits are shown apart (neither is in retention);
     ``requests`` (:data:`REQUESTS_SCHEMA` rows) adds what the searches and downloads cost."""
     by_status = audit["status"].value_counts().reindex(list(STATUSES), fill_value=0)
+    durations = metadata["duration"]
     retrieved = int(table["retrieved"].sum())
     stops = table["search_stop"].value_counts()
     return {
@@ -130,7 +132,8 @@ def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame,
         "paper_retention_pct": PAPER_RETENTION_PCT,
         "by_status": {k: int(v) for k, v in by_status.items()},
         "shards": int(metadata["shard"].nunique()) if len(metadata) else 0,
-        "hours_kept": round(float(metadata["duration"].fillna(0).sum()) / 3600, 3),
+        # a run written before durations were checked may hold an infinite one: it counts as unknown
+        "hours_kept": round(float(durations.where(np.isfinite(durations)).fillna(0).sum()) / 3600, 3),
     }
 
 
@@ -252,7 +255,7 @@ def build_report(out: str) -> dict:
     table.to_parquet(parquet, index=False)
     write_atomic(join(out, REPORT, "retention.parquet"), parquet.getvalue())
     write_atomic(join(out, REPORT, "retention.csv"), table.to_csv(index=False).encode())
-    write_atomic(join(out, REPORT, "summary.json"), json.dumps(facts, indent=2).encode())
+    write_atomic(join(out, REPORT, "summary.json"), json.dumps(facts, indent=2, allow_nan=False).encode())
     png = _plot_png(table)
     write_atomic(join(out, REPORT, "retention.png"), png)
     sheets = contact_sheets(out, audit, metadata)

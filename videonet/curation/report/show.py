@@ -3,7 +3,8 @@
 The report's contact sheets for a curator in a shell: a class (wnid, index or name) shows its
 counts per status, its kept clips with the frames the classifier matched and their shards, and a
 few rejected clips with their reasons; a clip (video id or key) shows each of its candidates'
-status, reason, matched frames and shard. Every line is read from the run directory.
+status, reason, matched frames and shard. Every line is read from the run directory, and reaches
+the terminal with its control characters escaped (titles and reasons come from anyone).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import KEPT, REJECTED, STATUSES, clip_key
 from videonet.curation.write.rundir import SHARDS, final_rows, join, read_audit, read_metadata
 from videonet.curation.write.thumbs import read_thumb_facts, thumb_path
-from videonet.errors import UserError
+from videonet.errors import UserError, printable
 
 KEPT_SHOWN = 20  # a screenful; the report and the metadata have the rest
 REJECTED_SHOWN = 5
@@ -66,7 +67,7 @@ def _class_view(out: str, audit: pd.DataFrame, metadata: pd.DataFrame, wnid: str
             lines.append(f"rejected by the classifier ({len(sheet.rejected)} of {sheet.rejected_total} shown):")
             for clip in sheet.rejected:
                 lines += [f"  {clip.row['id']}  {clip.row['reason']}", f"      {_frame(out, clip)}"]
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))
 
 
 def _clip_rows(audit: pd.DataFrame, query: str) -> pd.DataFrame:
@@ -93,7 +94,7 @@ def _clip_view(out: str, rows: pd.DataFrame, metadata: pd.DataFrame) -> str:
             lines += _kept_lines(out, Clip(kept.loc[key].to_dict(), key, facts.get(key)))
         elif row["status"] == REJECTED:
             lines.append(f"      {_frame(out, Clip(row, key, facts.get(key)))}")
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))
 
 
 def show(out: str, query: str) -> str:
