@@ -22,7 +22,7 @@ from videonet.curation.candidates import CandidateSettings
 from videonet.curation.client import ClientSettings
 from videonet.curation.judge.classifier import ClassifierSettings
 from videonet.curation.judge.fetch import FetchSettings
-from videonet.curation.judge.verdicts import JudgeSettings
+from videonet.curation.judge import JudgeSettings
 from videonet.curation.search import SearchSettings
 from videonet.curation.vocabulary.classes import VocabularySettings
 from videonet.curation.write import WriteSettings
