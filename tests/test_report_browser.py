@@ -12,8 +12,9 @@ import shutil
 import pytest
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra")
-pytestmark = pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
-                                reason="needs Debian's chromium and chromium-driver (install.sh)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                                 reason="needs Debian's chromium and chromium-driver (install.sh)")]
 
 
 @pytest.fixture(scope="module")
