@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Union
 
 import numpy as np
 
-from videonet.curation.judge.frames import CROP, MAX_PIXELS, DecodeError, DecodeTimeout, pyav_chunks
+from videonet.curation.judge.frames import CROP, DecodeError, DecodeTimeout, pyav_chunks, too_large
 from videonet.errors import UserError
 from videonet.torch_utils import scaled_size
 
@@ -95,8 +95,8 @@ def _open(path: str, device: str):
             raise DecodeError("no video stream (audio-only or not a video)") from None
         raise DecodeError(f"cannot open container: {reason}") from None
     meta = decoder.metadata
-    if meta.width * meta.height > MAX_PIXELS:
-        raise DecodeError(f"resolution {meta.width}x{meta.height} above the {MAX_PIXELS} pixel limit")
+    if reason := too_large(meta.width, meta.height):
+        raise DecodeError(reason)
     if device != "cpu" and decoder.cpu_fallback:
         _say(logging.WARNING, f"torchcodec decodes some clips on the CPU, not NVDEC ({decoder.cpu_fallback})")
     return decoder
@@ -109,6 +109,11 @@ def torchcodec_chunks(path: str, limit: int, chunk: int, timeout_s: float | None
     Each chunk is decoded in one ``get_frames_in_range`` call (on CUDA: NVDEC, then torchcodec's
     colour conversion on the GPU) and resized on the device. The timeout counts decode time only,
     checked after each chunk (a decoder call cannot be interrupted; PyAV's is per frame).
+
+    torchcodec has no pixel limit to hand FFmpeg (PyAV's ``max_pixels``): a stream that changes size
+    fails here on its first frame of another size (torchcodec's output keeps the header's size) and
+    :func:`torchcodec_or_pyav_chunks` gives it to PyAV, which refuses an oversized frame before it
+    is allocated; every chunk's size is checked too, for a torchcodec that would hand it on.
     """
     decoder = _open(path, device)
     end = min(limit, decoder.metadata.num_frames)
@@ -122,6 +127,8 @@ def torchcodec_chunks(path: str, limit: int, chunk: int, timeout_s: float | None
                 raise DecodeError(f"corrupt video stream after {produced} frames: {_reason(exc)}") from None
             if len(batch) == 0:
                 break
+            if reason := too_large(batch.shape[-1], batch.shape[-2]):
+                raise DecodeError(f"{reason} at frame {produced}")
             frames = resize_crop(batch)
             spent += time.monotonic() - started
             if timeout_s is not None and spent > timeout_s:
