@@ -20,6 +20,18 @@ def demo_dir(tmp_path_factory) -> Path:
     return directory
 
 
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread: on a busy 2-core machine OpenMP spinning makes more threads far slower.
+    The torch-heavy modules use it for every test (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def lite0():
     from videonet.curation.judge.classifier import load_classifier

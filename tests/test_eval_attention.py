@@ -12,12 +12,13 @@ from torchvision import models
 from torchvision.transforms.functional import to_tensor
 from typer.testing import CliRunner
 
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.cli import app
 from videonet.evaluation import attention_maps
 from videonet.evaluation.backbone import load_backbone
 from videonet.evaluation.features import normalize
 from videonet.vito.model import MultiScalePooling
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
 def write_run(run: Path, pooling: str = "attn") -> Path:

@@ -12,17 +12,7 @@ from videonet.errors import UserError
 from videonet.evaluation.backbone import load_backbone, remove_stride
 from videonet.torch_utils import forward_stages
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine OpenMP spinning makes more threads far slower.
-
-    The other tests/test_eval_*.py modules import this fixture so that it applies to them too.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
 def save_state(model: torch.nn.Module, path: Path, drop_fc: bool = True) -> Path:

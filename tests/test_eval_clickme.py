@@ -23,12 +23,13 @@ from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
 from test_eval_attention import write_run
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from test_eval_robustness import W1, W2, constant_head
 from videonet.cli import app
 from videonet.evaluation import attention_maps, clickme
 from videonet.evaluation.backbone import load_backbone
 from videonet.evaluation.linear import LinearHead
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
 CEILING = 0.65753  # harmonization/evaluation/clickme.py

@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.cli import app
 from videonet.evaluation import davis
 from videonet.evaluation.davis import PropagationConfig, default_palette
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 H, W, FRAMES = 96, 128, 6
 BACKGROUND = (90, 140, 90)

@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.errors import UserError
 from videonet.evaluation import detect
 from videonet.evaluation.backbone import load_backbone
 from videonet.evaluation.finetune import Finetune, Ranks
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 CPU = Ranks(0, 1, torch.device("cpu"))
 H, W = 48, 64

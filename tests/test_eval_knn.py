@@ -13,8 +13,9 @@ from PIL import Image
 from torchvision import models
 from typer.testing import CliRunner
 
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.cli import app
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket", "immunohistochemistry", "grass")
 TRAIN_PER_CLASS, VAL_PER_CLASS = 10, 5

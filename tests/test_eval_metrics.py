@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.evaluation.clickme import rankdata, spearman
 from videonet.evaluation.davis_metrics import (
     ObjectScores,
@@ -23,6 +22,8 @@ from videonet.evaluation.davis_metrics import (
 )
 from videonet.evaluation.knn import knn_accuracy, knn_scores
 from videonet.evaluation.linear import linear_probe
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
 def square(top: int, left: int, size: int = 4, shape: tuple[int, int] = (10, 10)) -> np.ndarray:

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from test_eval_segment import write_pascal
 from videonet.errors import UserError
 from videonet.evaluation import paper
 from videonet.evaluation.backbone import load_backbone
 from videonet.evaluation.finetune import Ranks
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 CPU = Ranks(0, 1, torch.device("cpu"))
 SMOKE = paper.PaperOptions(arch="resnet18", workers=0, max_steps=3, batch_size=2, crop_size=32)

@@ -17,7 +17,6 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.cli import app
 from videonet.errors import UserError
 from videonet.evaluation import human, paper, robustness
@@ -25,6 +24,8 @@ from videonet.evaluation.backbone import load_backbone
 from videonet.evaluation.finetune import Ranks
 from videonet.evaluation.human_categories import HUMAN_CATEGORIES
 from videonet.evaluation.linear import LinearHead
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 CPU = torch.device("cpu")
 W1, W2, W3, W4, W5 = "n01440764", "n01443537", "n01484850", "n01491361", "n01494475"

@@ -19,11 +19,12 @@ import torch
 from typer.testing import CliRunner
 
 from photo_clips import PHOTOS, write_clip_shards, write_crops
-from test_vito_data import one_thread  # noqa: F401 (autouse: one torch thread)
 from test_vito_train import SMALL
 from videonet.cli import app
 from videonet.evaluation.backbone import load_backbone
 from videonet.vito.train import TrainConfig, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 STEPS = 60
 # kNN top-1 measured on these crops, random init -> trained (192 queries, chance 0.125), this config:

@@ -12,7 +12,6 @@ import torch
 from torchvision import models
 from typer.testing import CliRunner
 
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.cli import app
 from videonet.evaluation.ucf101 import (
     POOLINGS,
@@ -24,6 +23,8 @@ from videonet.evaluation.ucf101 import (
     read_split,
 )
 from videonet.torch_utils import forward_stages
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 FPS = 25
 

@@ -16,13 +16,14 @@ from torchvision import models
 from typer.testing import CliRunner
 
 import remotefs
-from test_eval_backbone import one_thread  # noqa: F401  (autouse: one torch thread)
 from videonet.errors import UserError
 from videonet.evaluation.backbone import load_backbone
 from videonet.torch_utils import (
     detect_arch, forward_stages, load_state_dict, read_backbone, resolve_device, scaled_size, stage_channels,
     torch_device, write_backbone,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
 @pytest.fixture

@@ -25,6 +25,8 @@ import webdataset as wds
 from videonet.errors import UserError
 from videonet.vito.data import ClipStream, decode_frames, make_loader, resolve_shards
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
+
 # (file, clip length in s, number of clips): 8 clips of 2.5-4 s from four real videos.
 SOURCES = [("bikes.mp4", 2.5, 4), ("bigbuckbunny.mp4", 2.64, 2), ("carphone_pristine.mp4", 4.0, 1),
            ("carphone_distorted.mp4", 4.0, 1)]
@@ -94,15 +96,6 @@ def session_shards(tmp_path_factory: pytest.TempPathFactory, broken: bool = Fals
     """The test run dir, written once per pytest session (the other VITO test modules share it)."""
     root = tmp_path_factory.getbasetemp() / ("vito-curated-broken" if broken else "vito-curated")
     return root if (root / "shards").is_dir() else write_shards(root, broken=broken)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a busy 2-core machine OpenMP spinning makes more threads far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,12 @@ import torchvision
 from torch import nn
 from typer.testing import CliRunner
 
-from test_vito_data import one_thread, session_shards  # noqa: F401 (one_thread: autouse fixture)
+from test_vito_data import session_shards
 from videonet.vito.data import ClipStream
 from videonet.vito.model import MultiScalePooling
 from videonet.vito.train import TrainConfig, load_checkpoint, train
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 # ResNet-18, 64 px, batch 8, 3 views. LARS's trust ratio keeps weight updates at lr * eta of the
 # weights; the paper's eta with lr 0.3 x 8 / 256 barely moves them in a few dozen steps, so the

@@ -12,13 +12,14 @@ import torch
 import torchvision
 from torch import nn
 
-from test_vito_data import one_thread  # noqa: F401 (autouse fixture)
 from videonet.vito.augment import ViewAugment, blur_kernel
 from videonet.vito.ema import ema_rate, ema_update
 from videonet.vito.lars import LARS, param_groups, warmup_cosine
 from videonet.vito.loss import info_nce
 from videonet.vito.model import AttentionPool, MultiScalePooling, Online, VitoNet, load_exported
 from videonet.vito.sampling import SAMPLERS, WINDOW_S
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
 def reference_info_nce(online: list[torch.Tensor], target: list[torch.Tensor], tau: float) -> float:
