@@ -1,20 +1,23 @@
-"""How videonet talks to a video site (through yt-dlp): its options, failure classes, pacing and retries.
+"""How videonet talks to a video site (through yt-dlp): its options, sessions, failure classes, pacing and retries.
 
-At the paper's scale the downloads, not the classifier, are the wall: YouTube answers a session that
-asks too fast with 429 "Too Many Requests" or "Sign in to confirm you're not a bot", and blocks IPs
-that ignore it. So every search request and every download goes through a :class:`Pacer` (one per
-worker process and stage) that
+At the paper's scale the downloads, not the classifier, are the wall: YouTube rate-limits each
+*session* (an IP, an account) to a few hundred videos an hour, answers one that asks too fast with
+"The current session has been rate-limited by YouTube for up to an hour", 429s or "Sign in to confirm
+you're not a bot", and blocks IPs that ignore it. So
 
-* spaces requests to ``--max-downloads-per-hour`` / ``--max-searches-per-hour`` (a token bucket);
-* backs off as the share of rate-limited answers rises (Beam's ``AdaptiveThrottler``, the
-  client-side throttling of Google's SRE book, which Beam's own IOs use);
-* retries a *retriable* failure (429, 5xx, timeouts, dropped connections, bot checks) with
-  exponential backoff that honours ``Retry-After`` up to ``--retry-max-wait``, and never retries a
-  *permanent* one (404/410, private, removed, age-restricted, geo-blocked, unsupported URL).
+* every failure is classified from yt-dlp's own wording (:data:`RULES`): *permanent* (private,
+  removed, members-only, age-restricted, geo-blocked, copyright, 404) is never asked again;
+  *retriable* (5xx, timeouts, dropped connections, a set-up problem) is asked again, within a run up
+  to ``--retry-attempts`` and across runs up to ``--retry-runs``; a *rate-limit signal* (the session
+  rate limit, bot checks, captchas, a blocked IP, 429, 403 on the media) is retriable and parks its
+  session (:class:`SiteSession`) for ``--cooldown`` unless the site said how long (``Retry-After``);
+* downloads are paced per session across the whole fleet by the pipeline (a stateful DoFn keyed by
+  session: ``pipelines/curate.py``), with jittered gaps (:func:`jittered`), parking shared through the
+  run directory (:class:`SessionLedger`) and a circuit breaker (:func:`breaker_trips`);
+* searches are paced per worker process by a :class:`Pacer`.
 
-A failure still retriable after ``--retry-attempts`` is audited with a retriable status, which a
-rerun retries (the resume join does not count it as done). The rules (:func:`classify`,
-:func:`backoff_seconds`, :func:`ydl_params`) are pure functions; the pacer only applies them.
+The rules are pure functions; the pipeline and the pacer only apply them. No proxy credential or
+cookie value reaches a message: :func:`redact`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import pyarrow as pa
 
@@ -40,34 +43,51 @@ class ClientSettings:
     """How yt-dlp reaches the site (search and download alike): identity, pacing, retries, any option."""
 
     cookies: str | None = field(default=None, metadata={
-        "help": "Netscape cookies.txt for yt-dlp (a logged-in browser session; see README: Downloading at scale)."})
+        "help": "Netscape cookies.txt for yt-dlp (a logged-in browser session; see README: Downloading at scale). "
+                "Read only: each downloader process works on a private copy."})
     proxy: str | None = field(default=None, metadata={
-        "help": "Proxy URL, or a comma list spread over worker processes (each uses one, by its pid)."})
+        "help": "Proxy URL, or a comma list: one session per proxy (see --sessions)."})
+    sessions: str | None = field(default=None, metadata={
+        "help": "A csv/tsv of sessions (columns name, proxy, cookies, per_hour): each one identity the site "
+                "rate-limits, its budget holding across the whole fleet (default: one session, this machine's IP)."})
     player_client: str | None = field(default=None, metadata={
         "help": "yt-dlp YouTube player client(s), comma list (e.g. web,mweb; needs a PO token for some)."})
     sleep_interval: float = field(default=0.0, metadata={
         "help": "yt-dlp's sleep before each download (seconds), on top of the rate limit.", "min": 0})
     ytdlp: tuple[str, ...] = field(default=(), metadata={
-        "help": "Any yt-dlp option as KEY=VALUE (Python API name; VALUE read as JSON if it parses), repeatable."})
+        "help": "Any yt-dlp option as KEY=VALUE (Python API name; VALUE read as JSON if it parses; a mapping such as "
+                "extractor_args is merged into the others), repeatable."})
     ytdlp_options: str | None = field(default=None, metadata={
         "help": "A JSON or YAML file of yt-dlp options (Python API names); --ytdlp pairs override it."})
     max_downloads_per_hour: float = field(default=0.0, metadata={
-        "help": "Downloads per hour per worker process (0: unlimited). YouTube allows about 300 per session.",
-        "min": 0})
+        "help": "Downloads per hour per session, across all workers (0: unlimited), for sessions without their "
+                "own per_hour. YouTube allows about 300 per session.", "min": 0})
     max_searches_per_hour: float = field(default=0.0, metadata={
         "help": "Search requests (result pages) per hour per worker process (0: unlimited).", "min": 0})
+    cooldown: float = field(default=3600.0, metadata={
+        "help": "How long a session rests after a rate-limit signal that names no wait (YouTube's 'rate-limited for "
+                "up to an hour', a bot check, a blocked IP); its videos move to the other sessions (seconds).",
+        "min": 0})
+    wait_parked: bool = field(default=False, metadata={
+        "help": "When every session is parked, wait for one to come back (default: finish what can be, and leave "
+                "the rest retriable for the rerun)."})
     retry_attempts: int = field(default=4, metadata={
-        "help": "Tries of a request whose failure is retriable (429, 5xx, timeout, reset, bot check) within a run; "
+        "help": "Tries of a request whose failure is retriable (429, 5xx, timeout, reset) within a run; "
                 "then it is audited as retriable and a rerun tries again.", "min": 1})
-    retry_backoff: float = field(default=5.0, metadata={
+    retry_runs: int = field(default=3, metadata={
+        "help": "Runs in which a candidate may fail retriably; then it is audited gave_up (with its last reason) "
+                "and no rerun asks again.", "min": 1})
+    retry_backoff: float = field(default=2.0, metadata={
         "help": "First wait before a retry (seconds); doubles each retry.", "min": 0})
     retry_max_wait: float = field(default=300.0, metadata={
-        "help": "Longest single wait before a retry, Retry-After included (seconds).", "min": 0})
-    # Beam's AdaptiveThrottler: over the last window, throttle once requests exceed
-    # overload_ratio x the requests not rate-limited; a throttled request waits throttle_delay.
-    throttle_window_s: float = field(default=300.0, metadata={"cli": False})
-    overload_ratio: float = field(default=1.25, metadata={"cli": False})
-    throttle_delay_s: float = field(default=5.0, metadata={"cli": False})
+        "help": "Longest single wait before a retry (seconds); a longer Retry-After parks the session that long.",
+        "min": 0})
+    breaker_window: int = field(default=20, metadata={
+        "help": "Circuit breaker: when 3/4 of a session's last N downloads fail alike for a reason that is the "
+                "set-up's (no JS runtime, bot checks, an outdated yt-dlp), the run stops saying what to do "
+                "and writes nothing off (0: off).", "min": 0})
+    breaker_share: float = field(default=0.75, metadata={"cli": False})
+    jitter: float = field(default=0.3, metadata={"cli": False})  # a session's gaps are 1 to 1.3 x its interval
 
 
 # -- yt-dlp options -------------------------------------------------------------------------------
@@ -107,81 +127,225 @@ def read_options_file(path: str) -> dict[str, Any]:
     return options
 
 
-def pick_proxy(proxies: str | None, worker: int) -> str | None:
-    """One proxy of the comma list for this worker (spread by pid: a process keeps its proxy, so its
-    session and its IP stay together)."""
-    choices = [p.strip() for p in (proxies or "").split(",") if p.strip()]
-    return choices[worker % len(choices)] if choices else None
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, mappings merged key by key (``extractor_args`` from ``--ytdlp`` adds
+    to ``--player-client``'s instead of replacing it)."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
 
 
-def ydl_params(settings: ClientSettings, worker: int | None = None) -> dict[str, Any]:
-    """The yt-dlp params these settings add (JSON-serialisable: they travel to the download child).
+def ydl_params(settings: ClientSettings, identity: "SiteSession | None" = None) -> dict[str, Any]:
+    """The yt-dlp params these settings add for one session (default: the first), JSON-serialisable
+    (they travel to the download child).
 
-    Order: the named options, then the options file, then ``--ytdlp`` pairs (the last word wins).
+    Order: the named options, then the options file, then ``--ytdlp`` pairs; later ones win, mappings merge.
     """
-    params: dict[str, Any] = {}
-    if settings.cookies:
-        params["cookiefile"] = settings.cookies
-    proxy = pick_proxy(settings.proxy, os.getpid() if worker is None else worker)
-    if proxy:
-        params["proxy"] = proxy
+    params: dict[str, Any] = (identity or read_sessions(settings)[0]).params()
     if settings.player_client:
         params["extractor_args"] = {"youtube": {"player_client": settings.player_client.split(",")}}
     if settings.sleep_interval:
         params["sleep_interval"] = settings.sleep_interval
     if settings.ytdlp_options:
-        params.update(read_options_file(settings.ytdlp_options))
-    params.update(parse_pairs(settings.ytdlp))
-    return params
+        params = deep_merge(params, read_options_file(settings.ytdlp_options))
+    return deep_merge(params, parse_pairs(settings.ytdlp))
+
+
+def js_runtime_problem(params: dict[str, Any]) -> str | None:
+    """Why yt-dlp cannot solve YouTube's player challenges with these params, or None when it can.
+
+    Without a JavaScript runtime yt-dlp falls back, with only a warning, to a client with few
+    formats, and what follows ("Requested format is not available") would look like a wave of bad
+    videos. yt-dlp enables Deno unless ``js_runtimes`` says otherwise; the solver scripts come with
+    ``yt-dlp[default]`` (the ``yt_dlp_ejs`` package).
+    """
+    import importlib.util
+
+    from yt_dlp.globals import supported_js_runtimes
+
+    import yt_dlp  # noqa: F401  (registers the runtimes)
+
+    wanted = params.get("js_runtimes") or {"deno": {}}
+    found = []
+    for name, config in wanted.items():
+        runtime = supported_js_runtimes.value.get(name)
+        info = runtime((config or {}).get("path")).info if runtime else None
+        if info is not None and info.supported:
+            found.append(name)
+    if not found:
+        return (f"yt-dlp finds no supported JavaScript runtime ({', '.join(wanted)}), needed for YouTube's formats: "
+                "install Deno (install.sh does: pip install deno 'yt-dlp[default]') or name one with "
+                "--ytdlp 'js_runtimes={\"node\":{}}'")
+    if importlib.util.find_spec("yt_dlp_ejs") is None and "ejs:github" not in (params.get("remote_components") or ()):
+        return "yt-dlp's challenge solver scripts are missing: pip install 'yt-dlp[default]'"
+    return None
 
 
 # -- failure classes ------------------------------------------------------------------------------
 
-RETRIABLE_STATUS = frozenset({403, 408, 425, 429}) | frozenset(range(500, 600))  # YouTube's 403: an expired session
-BOT_CHECK = "not a bot"
-# Message patterns, checked in this order when no HTTP status decides (yt-dlp's wording).
-_PERMANENT = re.compile(
-    r"private video|video unavailable|this video (?:is no longer|has been removed|is not available)|removed by|"
-    r"account associated with this video has been terminated|copyright|confirm your age|age.restricted|"
-    r"inappropriate for some users|not available in your country|geo.?restrict|unsupported url|"
-    r"is not a valid url|members.only|size limit|larger than|no video formats|requested format is not available",
-    re.I)
-_RETRIABLE = re.compile(
-    r"not a bot|too many requests|timed out|timeout|took longer than|connection (?:reset|refused|aborted)|"
-    r"remote end closed|remotedisconnected|broken pipe|incompleteread|bytes read|temporar(?:y|ily)|"
-    r"name resolution|network is unreachable|try again later|rate.?limit",
-    re.I)
+@dataclass(frozen=True)
+class Rule:
+    """One kind of failure, recognised by yt-dlp's own wording (read in the installed yt-dlp's YouTube
+    extractor: ``tests/test_downloads_at_scale.py`` fails on a message no rule classifies).
+
+    ``retriable``: asking again (later, from another session, or after fixing the set-up) may cure it;
+    ``rate_limit``: the site is telling this *session* to slow down, so the session is parked;
+    ``advice``: what to do when it repeats (the circuit breaker's line), for failures that say the
+    set-up is wrong rather than the video.
+    """
+
+    kind: str
+    pattern: str
+    retriable: bool
+    rate_limit: bool = False
+    advice: str | None = None
+
+    def matches(self, reason: str) -> bool:
+        return re.search(self.pattern, reason, re.I) is not None
+
+
+ADD_SESSIONS = "add sessions (--sessions: proxies and cookies) or lower --max-downloads-per-hour"
+ADD_COOKIES = "add cookies of a logged-in throw-away account (--cookies or a cookies column in --sessions)"
+UPGRADE = "upgrade yt-dlp (pip install -U 'yt-dlp[default]')"
+INSTALL_DENO = "install Deno and yt-dlp's challenge solver (install.sh does: pip install deno 'yt-dlp[default]'), then " + UPGRADE
+CHECK_OPTIONS = "check --player-client, --ytdlp and --ytdlp-options"
+
+# First match wins: the order settles overlaps ("Video unavailable. ... rate-limited" is a rate limit;
+# "Private video. Sign in if you've been granted access" is private, not a login wall).
+RULES: tuple[Rule, ...] = (
+    Rule("session_rate_limited", r"rate-limited by youtube|isn't available, try again later", True, True, ADD_SESSIONS),
+    Rule("bot_check", r"not a bot", True, True, ADD_COOKIES),
+    Rule("captcha", r"captcha", True, True, ADD_COOKIES),
+    Rule("ip_blocked", r"ip is likely being blocked", True, True, "use other proxies (--sessions)"),
+    Rule("no_player_response", r"failed to extract any player response", True, True, UPGRADE),
+    Rule("private", r"private video", False),
+    Rule("members_only", r"members.only|join this channel", False),
+    Rule("age_restricted", r"confirm your age|age.restricted|inappropriate for some users", False),
+    Rule("geo_blocked", r"available in your country|not available from your location|geo.?restrict", False),
+    Rule("copyright", r"copyright", False),
+    Rule("removed", r"has been removed|no longer available|account associated with this video has been terminated|"
+                    r"video unavailable|this video is not available|removed by", False),
+    Rule("cookies_expired", r"cookies are no longer valid", True, False, ADD_COOKIES),
+    Rule("login_required", r"login details are needed|only available for registered users|sign in|"
+                           r"require authentication", True, False, ADD_COOKIES),
+    Rule("js_challenge", r"requested format is not available|no video formats|formats may be missing|"
+                         r"challenge solving failed|signature solving failed|javascript runtime|po token", True, False,
+         INSTALL_DENO),
+    Rule("extractor_outdated", r"cannot identify player|cannot extract signature|unable to extract|unable to find|"
+                               r"unable to recognize|failed to resolve|does not have a .* tab|"
+                               r"redirected to youtube.com home page|cookie consent", True, False, UPGRADE),
+    Rule("options", r"no player clients have been requested|unsupported language code|oauth|"
+                    r"password is not supported", True, False, CHECK_OPTIONS),
+    Rule("incomplete_data", r"incomplete (?:yt initial )?data", True),
+    Rule("youtube_said", r"youtube said", True),  # an alert of YouTube's: capped by --retry-runs, not written off
+    Rule("bad_url", r"invalid url|unsupported url|is not a valid url|incomplete youtube id|looks truncated|"
+                    r"forget to quote the url|without video id", False),
+    Rule("size_limit", r"size limit|larger than", False),
+    Rule("timeout", r"timed out|timeout|took longer than", True),
+    Rule("connection", r"connection (?:reset|refused|aborted)|remote end closed|remotedisconnected|broken pipe|"
+                       r"incompleteread|bytes read|temporar(?:y|ily)|name resolution|network is unreachable|"
+                       r"unable to connect to proxy", True),
+    Rule("too_many_requests", r"too many requests|try again later|rate.?limit", True, True, ADD_SESSIONS),
+)
+UNKNOWN = Rule("unknown", "", False)  # an extractor bug: asking again does not fix it
+_BY_KIND = {rule.kind: rule for rule in RULES}
+
+
+def status_rule(status: int) -> Rule:
+    """The class of an HTTP status: 429 and YouTube's 403 on the media (an expired or flagged session)
+    are the site's "too fast"; 408, 425 and 5xx are worth another try; other 4xx are final."""
+    if status == 429:
+        return Rule("http_429", "", True, True, ADD_SESSIONS)
+    if status == 403:
+        return Rule("http_403", "", True, True, ADD_COOKIES)
+    if status in (408, 425) or 500 <= status < 600:
+        return Rule(f"http_{status}", "", True)
+    return Rule(f"http_{status}", "", False)
+
+
+def message_rule(reason: str) -> Rule | None:
+    """The rule yt-dlp's message falls under, or None when none was written for it."""
+    return next((rule for rule in RULES if rule.matches(reason)), None)
+
+
+def rule_of(reason: str, status: int | None = None) -> Rule:
+    """The class of a failure: yt-dlp's message first (it names the cause: a player-API 429 reads
+    "Failed to extract any player response"), then the HTTP status, then an ``HTTP Error NNN`` in the text."""
+    if (rule := message_rule(reason)) is not None:
+        return rule
+    if status is None and (match := re.search(r"HTTP Error (\d{3})", reason)):
+        status = int(match.group(1))
+    return status_rule(status) if status is not None and status >= 400 else UNKNOWN
+
+
+def classify(reason: str, status: int | None = None) -> bool:
+    """Whether a failure is retriable (see :func:`rule_of`); an unknown failure is permanent."""
+    return rule_of(reason, status).retriable
 
 
 @dataclass(frozen=True)
 class Failure:
-    """One failed request, classified: what the audit says, whether trying again can help, and the
-    server's own word on when (``Retry-After``, seconds)."""
+    """One failed request, classified: what the audit says, whether trying again can help, whether the
+    site told the session to slow down, and the server's own word on when (``Retry-After``, seconds).
+    JSON-serialisable: the download child sends it to its worker."""
 
     reason: str
     retriable: bool
     status: int | None = None
     retry_after: float | None = None
+    kind: str = UNKNOWN.kind
+    rate_limited: bool = False
+
+    @classmethod
+    def of(cls, text: str, status: int | None = None, retry_after: float | None = None) -> "Failure":
+        """Classified by the whole message; the audit gets it as one short line."""
+        rule = rule_of(text, status)
+        return cls(one_line(text), rule.retriable, status, retry_after, rule.kind, rule.rate_limit)
 
     @property
-    def rate_limited(self) -> bool:
-        """The site said "too fast" (429 or a bot check): the signal the adaptive throttle counts."""
-        return self.status == 429 or BOT_CHECK in self.reason.lower() or "too many requests" in self.reason.lower()
+    def advice(self) -> str | None:
+        """What to do when this failure repeats (None for failures that are about the video)."""
+        rule = _BY_KIND.get(self.kind) or (status_rule(self.status) if self.status else UNKNOWN)
+        return rule.advice
 
 
-def classify(reason: str, status: int | None = None) -> bool:
-    """Whether a failure is retriable: by HTTP status when there is one, else by yt-dlp's message.
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
-    An unknown failure is permanent (an extractor bug is not fixed by asking again).
-    """
-    if status is not None and status >= 400:
-        return status in RETRIABLE_STATUS
-    if _PERMANENT.search(reason):
-        return False
-    if _RETRIABLE.search(reason):
-        return True
-    match = re.search(r"HTTP Error (\d{3})", reason)
-    return bool(match) and int(match.group(1)) in RETRIABLE_STATUS
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` without credentials: a URL's user:password@ and each of ``secrets`` (cookie values,
+    proxy passwords) become ``***``. Every reason and log line about a request goes through it."""
+    text = _USERINFO.sub("***@", text)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:  # a one-letter cookie value would blank out every "a" of a message
+            text = text.replace(secret, "***")
+    return text
+
+
+def cookie_values(path: str | None) -> tuple[str, ...]:
+    """The values in a Netscape cookies file (what :func:`redact` hides); none if it cannot be read."""
+    if not path:
+        return ()
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return ()
+    fields = [line.split("\t") for line in lines if line.strip() and not line.startswith("# ")]
+    return tuple(f[6] for f in fields if len(f) >= 7 and f[6])
+
+
+def proxy_secrets(proxy: str | None) -> tuple[str, ...]:
+    """A proxy URL's user info and password (hidden from every message)."""
+    if not proxy:
+        return ()
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(proxy)
+    return tuple(s for s in (parts.password, parts.username and parts.password and
+                             f"{parts.username}:{parts.password}") if s)
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -223,14 +387,13 @@ def failure_of(exc: BaseException) -> Failure:
         exc_info = getattr(cause, "exc_info", None)
         chain += [getattr(cause, "cause", None), cause.__cause__, cause.__context__,
                   exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None]
-    reason = one_line(str(exc) or type(exc).__name__)
-    return Failure(reason, classify(reason, status), status, retry_after)
+    return Failure.of(" ".join((str(exc) or type(exc).__name__).replace("ERROR: ", "").split()), status, retry_after)
 
 
 def backoff_seconds(attempt: int, base: float, cap: float, retry_after: float | None = None) -> float:
-    """Wait before retry ``attempt`` (0 = the first retry): ``base * 2**attempt``, at least the
-    server's ``Retry-After``, at most ``cap`` (a hostile Retry-After cannot park a worker)."""
-    return min(cap, max(base * 2 ** attempt, retry_after or 0.0))
+    """Wait before retry ``attempt`` (0 = the first retry): the server's ``Retry-After`` as said, else
+    ``base * 2**attempt``; at most ``cap`` (a hostile Retry-After cannot hold a worker)."""
+    return min(cap, retry_after if retry_after is not None else base * 2 ** attempt)
 
 
 # -- pacing ---------------------------------------------------------------------------------------
@@ -302,32 +465,46 @@ class Tally:
                 "ended": self.ended}
 
 
+def merge_rows(rows: Iterable[dict]) -> dict:
+    """Tally rows of one run and stage added up (the download stage's per-video rows become one)."""
+    rows = list(rows)
+    merged = dict(rows[0])
+    for key in ("requests", "rate_limited", "retries", "waited_s"):
+        merged[key] = sum(r[key] for r in rows)
+    merged["waited_s"] = round(merged["waited_s"], 3)
+    starts, ends = [r["started"] for r in rows if r["started"]], [r["ended"] for r in rows if r["ended"]]
+    merged["started"], merged["ended"] = (min(starts) if starts else None), (max(ends) if ends else None)
+    return merged
+
+
 class Pacer:
-    """One worker process's pacing of one stage: token bucket, adaptive throttle, retries."""
+    """One worker process's pacing of one stage (the search; downloads are paced per session by the
+    pipeline): a token bucket, retries, and a hold on every request of the process while the site's
+    stated wait runs (``Retry-After``).
+
+    A burst of 429s holds the process for the time the site asked and no longer. (Beam's
+    ``AdaptiveThrottler`` was here; it counts every locally throttled attempt as a request, so with few
+    successes in its window its throttling probability climbed to 1 and a worker nearly stopped for a
+    random time after a handful of 429s.)
+    """
 
     def __init__(self, per_hour: float, settings: ClientSettings):
-        from apache_beam.io.components.adaptive_throttler import AdaptiveThrottler
-
         self.settings = settings
         self.bucket = TokenBucket(per_hour)
-        window_ms = int(settings.throttle_window_s * 1000)
-        self.throttler = AdaptiveThrottler(window_ms, max(1, window_ms // 10), settings.overload_ratio)
+        self.hold_until = 0.0  # monotonic
         self.lock = threading.Lock()
 
     def _admit(self, tally: Tally) -> None:
         tally.waited_s += self.bucket.take()
-        while True:
-            with self.lock:
-                throttled = self.throttler.throttle_request(time.time() * 1000)
-            if not throttled:
-                return
-            time.sleep(self.settings.throttle_delay_s)
-            tally.waited_s += self.settings.throttle_delay_s
+        with self.lock:
+            held = self.hold_until - time.monotonic()
+        if held > 0:
+            time.sleep(held)
+            tally.waited_s += held
 
-    def _answered(self, rate_limited: bool) -> None:
-        if not rate_limited:  # only "too fast" answers count against the site's capacity
-            with self.lock:
-                self.throttler.successful_request(time.time() * 1000)
+    def _hold(self, seconds: float) -> None:
+        with self.lock:
+            self.hold_until = max(self.hold_until, time.monotonic() + seconds)
 
     def call(self, request: Callable[[], T], tally: Tally) -> T:
         """``request()`` paced, retried while its failure is retriable; the last failure is raised
@@ -337,19 +514,17 @@ class Pacer:
             self._admit(tally)
             tally.sent()
             try:
-                result = request()
+                return request()
             except Exception as exc:
                 failure = failure_of(exc)
                 tally.rate_limited += failure.rate_limited
-                self._answered(failure.rate_limited)
                 if not failure.retriable or attempt + 1 >= s.retry_attempts:
                     raise
                 wait = backoff_seconds(attempt, s.retry_backoff, s.retry_max_wait, failure.retry_after)
+                if failure.rate_limited:  # the whole process waits what the site asked, not only this request
+                    self._hold(wait)
                 tally.retries, tally.waited_s, attempt = tally.retries + 1, tally.waited_s + wait, attempt + 1
                 time.sleep(wait)
-                continue
-            self._answered(False)
-            return result
 
 
 _pacers: dict[tuple[str, ClientSettings], Pacer] = {}
@@ -357,9 +532,9 @@ _pacers_lock = threading.Lock()
 
 
 def pacer(stage: str, settings: ClientSettings) -> Pacer:
-    """This process's pacer of ``stage`` (``search`` or ``download``): the rate is per worker process,
-    shared by all its DoFn instances and threads."""
-    per_hour = settings.max_searches_per_hour if stage == "search" else settings.max_downloads_per_hour
+    """This process's pacer of ``stage`` (``search`` or ``download``): shared by all its DoFn
+    instances and threads."""
+    per_hour = settings.max_searches_per_hour if stage == "search" else 0.0  # downloads: per session, fleet-wide
     with _pacers_lock:
         if (stage, settings) not in _pacers:
             _pacers[stage, settings] = Pacer(per_hour, settings)
@@ -379,6 +554,166 @@ class Session:
         return self.pacer.call(request, self.tally)
 
 
-def session(stage: str, settings: ClientSettings) -> Session:
-    """A fresh tally on this process's pacer of ``stage`` (yt-dlp params read once per unit of work)."""
-    return Session(pacer(stage, settings), ydl_params(settings), Tally(stage))
+def session(stage: str, settings: ClientSettings, identity: "SiteSession | None" = None) -> Session:
+    """A fresh tally on this process's pacer of ``stage``, with the yt-dlp params of ``identity``
+    (default: the first session of the settings)."""
+    return Session(pacer(stage, settings), ydl_params(settings, identity), Tally(stage))
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+SESSION_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+SESSION_COLUMNS = ("name", "proxy", "cookies", "per_hour")
+
+
+@dataclass(frozen=True)
+class SiteSession:
+    """One identity the site rate-limits: a proxy (its IP), a cookies file (an account), or this
+    machine's own IP. Its ``name`` is all that logs, the audit and the report ever show of it."""
+
+    name: str
+    proxy: str | None = None
+    cookies: str | None = None
+    per_hour: float = 0.0  # 0: unlimited
+
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests of this session (0: no limit)."""
+        return 3600.0 / self.per_hour if self.per_hour > 0 else 0.0
+
+    def params(self) -> dict[str, Any]:
+        return {k: v for k, v in (("proxy", self.proxy), ("cookiefile", self.cookies)) if v}
+
+    def secrets(self) -> tuple[str, ...]:
+        return proxy_secrets(self.proxy) + cookie_values(self.cookies)
+
+
+def read_sessions(settings: ClientSettings) -> tuple[SiteSession, ...]:
+    """The sessions downloads are spread over: ``--sessions`` (a csv/tsv with a header naming some of
+    name, proxy, cookies, per_hour; an empty cell takes ``--cookies`` / ``--max-downloads-per-hour``),
+    else one per ``--proxy`` entry, else this machine's own IP. One-line errors for a bad table."""
+    budget = settings.max_downloads_per_hour
+    if not settings.sessions:
+        proxies = [p.strip() for p in (settings.proxy or "").split(",") if p.strip()] or [None]
+        return tuple(SiteSession(f"proxy{i + 1}" if proxy else "local", proxy, settings.cookies, budget)
+                     for i, proxy in enumerate(proxies))
+    import csv
+
+    path = settings.sessions
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise UserError(f"--sessions {path}: {exc.strerror}") from None
+    rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if "\t" in text.split("\n", 1)[0] else ","))
+    unknown = set(rows[0] if rows else ()) - set(SESSION_COLUMNS)
+    if not rows or unknown:
+        raise UserError(f"--sessions {path}: expected a header of {', '.join(SESSION_COLUMNS)} and one row per session"
+                        + (f" (unknown column {sorted(unknown)[0]!r})" if unknown else ""))
+    sessions = []
+    for n, row in enumerate(rows, start=2):
+        cell = {k: (v or "").strip() for k, v in row.items() if k}
+        name = cell.get("name") or f"session{n - 1}"
+        try:
+            per_hour = float(cell.get("per_hour") or budget)
+        except ValueError:
+            per_hour = -1.0
+        if per_hour < 0:
+            raise UserError(f"--sessions {path} line {n}: per_hour must be a number >= 0")
+        if not SESSION_NAME.fullmatch(name) or name in {s.name for s in sessions}:
+            raise UserError(f"--sessions {path} line {n}: name must be unique letters, digits, '.', '_' or '-'")
+        cookies = cell.get("cookies") or settings.cookies
+        if cookies and not os.path.isfile(cookies):
+            raise UserError(f"--sessions {path} line {n}: cookies file not found")  # the path itself may be telling
+        sessions.append(SiteSession(name, cell.get("proxy") or None, cookies, per_hour))
+    return tuple(sessions)
+
+
+def home_session(identity: str, sessions: tuple[SiteSession, ...], parked: frozenset[str] = frozenset(),
+                 turn: int = 0) -> SiteSession:
+    """The session that downloads a video: spread by a hash of the video (the same on every worker,
+    unlike a pid), skipping ``parked`` ones while any other is free; ``turn`` > 0 moves the video on
+    to the next free sessions (its first session was parked)."""
+    import zlib
+
+    free = [s for s in sessions if s.name not in parked] or list(sessions)
+    return free[(zlib.crc32(identity.encode("utf-8", "surrogateescape")) + turn) % len(free)]
+
+
+def jittered(interval: float, jitter: float, draw: float) -> float:
+    """The gap before a session's next request: ``interval`` stretched by up to ``jitter`` (``draw``
+    in [0, 1)); never shorter, so the budget holds, and never the same twice, so it looks less like a bot."""
+    return interval * (1.0 + jitter * draw)
+
+
+def breaker_trips(recent: list[str | None], window: int, share: float) -> str | None:
+    """The failure kind that fills at least ``share`` of the last ``window`` downloads (None: a
+    success), or None: the circuit breaker's rule. Only kinds with advice count (they say the set-up
+    is wrong, not the video)."""
+    if len(recent) < window:
+        return None
+    last = recent[-window:]
+    for kind in set(last) - {None}:
+        if _BY_KIND.get(kind, status_rule(int(kind[5:])) if kind.startswith("http_") else UNKNOWN).advice \
+                and last.count(kind) >= share * window:
+            return kind
+    return None
+
+
+class CircuitOpen(UserError):
+    """Most recent downloads failed alike: the run stops, writing nothing off, and says what to do."""
+
+    MARK = "videonet-circuit-open: "
+
+    @classmethod
+    def of(cls, failure: Failure, count: int, window: int, session: str) -> "CircuitOpen":
+        return cls(f"{cls.MARK}stopped: {count} of the last {window} downloads of session {session} failed with "
+                   f"{failure.kind} ({failure.reason[:120]}); {failure.advice}. Nothing was written off: rerun the "
+                   "same command when fixed.")
+
+    @classmethod
+    def found_in(cls, text: str) -> "CircuitOpen | None":
+        """The breaker's line inside a runner's wrapped error (Beam re-raises a DoFn's exception as text)."""
+        match = re.search(re.escape(cls.MARK) + r"([^\n'\"]+)", text)
+        return cls(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Parked:
+    """A session's fleet-wide standing, shared through the run directory (``_work/sessions``): when it
+    may ask again after a rate-limit signal, and why it was parked."""
+
+    until: float = 0.0  # epoch seconds
+    kind: str = ""
+
+
+class SessionLedger:
+    """Which sessions are parked, readable by every worker and by the next run: one small JSON file
+    per session under ``directory`` (any Beam filesystem). Read at most every ``ttl`` seconds."""
+
+    def __init__(self, directory: str, ttl: float = 5.0):
+        self.directory, self.ttl = directory.rstrip("/"), ttl
+        self.cache: tuple[float, dict[str, Parked]] | None = None
+
+    def park(self, name: str, parked: Parked) -> None:
+        from apache_beam.io.filesystems import FileSystems
+
+        if not FileSystems.exists(self.directory):
+            FileSystems.mkdirs(self.directory)
+        with FileSystems.create(f"{self.directory}/{name}.json") as fh:
+            fh.write(json.dumps({"until": parked.until, "kind": parked.kind}).encode())
+        self.cache = None
+
+    def parked(self, now: float | None = None) -> dict[str, Parked]:
+        """The sessions parked at ``now``."""
+        from apache_beam.io.filesystems import FileSystems
+
+        now = time.time() if now is None else now
+        if self.cache is None or time.monotonic() - self.cache[0] > self.ttl:
+            book = {}
+            if FileSystems.exists(self.directory):
+                for meta in FileSystems.match([f"{self.directory}/*.json"])[0].metadata_list:
+                    with FileSystems.open(meta.path) as fh:
+                        book[os.path.basename(meta.path)[:-5]] = Parked(**json.loads(fh.read()))
+            self.cache = (time.monotonic(), book)
+        return {name: p for name, p in self.cache[1].items() if p.until > now}

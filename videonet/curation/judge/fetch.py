@@ -32,14 +32,21 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
-from videonet.curation.client import ClientSettings, Failure, Session, failure_of, one_line, session
+from videonet.curation.client import (
+    ClientSettings, Failure, Session, cookie_values, failure_of, one_line, proxy_secrets, redact, session,
+)
 
 # Video only (the classifier and the trainer never hear the sound; no merge, no ffmpeg), H.264 in mp4
-# (what PyAV decodes fastest), at most 480p (the classifier sees 224 px); then looser fallbacks.
-DEFAULT_FORMAT = ("bestvideo[height<=480][vcodec^=avc1][ext=mp4]/best[height<=480][vcodec^=avc1][ext=mp4]/"
-                  "bestvideo[height<=480][ext=mp4]/best[height<=?480][ext=mp4]/best[height<=?480]/worst")
+# (what PyAV decodes fastest), then looser fallbacks; which one of each kind is yt-dlp's format sort's
+# choice (DEFAULT_SORT).
+DEFAULT_FORMAT = "bv[vcodec^=avc1][ext=mp4]/bv[ext=mp4]/b[ext=mp4]/bv/b"
+# res is a video's smaller side: 480 picks 480x854 of a portrait video or a Short, where a height<=480
+# filter picked 270x480 (or 240p); then H.264, then mp4.
+DEFAULT_SORT = "res:480,vcodec:h264,ext:mp4"
+# When a download runs over --max-download-mb: the smallest format that fits, else the smallest.
+SMALLER = {"format": "bv[filesize<?{max}]/b[filesize<?{max}]/wv/w", "format_sort": ["+size", "+br", "+res"]}
 URL_SCHEMES = ("http://", "https://")  # what yt-dlp search results are; file://, ftp://, javascript: are refused
 
 
@@ -79,7 +86,11 @@ class FetchSettings:
     download_timeout: float = field(default=300.0, metadata={"help": "Abort downloads taking longer (seconds).",
                                                              "min": 0})
     download_format: str = field(default=DEFAULT_FORMAT, metadata={
-        "help": "yt-dlp format of a download (default: H.264 mp4, video only, at most 480p, with fallbacks)."})
+        "help": "yt-dlp format of a download (default: video only, H.264 mp4, with fallbacks)."})
+    download_sort: str = field(default=DEFAULT_SORT, metadata={
+        "help": "yt-dlp format sort, comma list (default: the smaller side nearest 480 px and not above, so portrait "
+                "videos and Shorts are not fetched at 240p; then H.264, mp4). A download over --max-download-mb falls "
+                "back to the smallest format that fits."})
     judge_prefix: float = field(default=0.0, metadata={
         "help": "Fetch only the first N seconds of a URL to judge it (0: the whole video), and the whole video only "
                 "for a kept clip. N must cover --frames frames and --min-duration; needs ffmpeg.", "min": 0})
@@ -95,50 +106,107 @@ class FetchSettings:
         return self.download_timeout
 
 
-def _download(url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> dict:
-    """Download in this process (the child's work); size and time are checked in the progress hook.
+class _Guard:
+    """The progress hook of a downloader's YoutubeDL: yt-dlp has no total-time option, and
+    ``max_filesize`` trusts Content-Length, so both bounds of the current request are checked here."""
+
+    def __init__(self) -> None:
+        self.started, self.limits = time.monotonic(), FetchSettings()
+
+    def __call__(self, progress: dict) -> None:
+        import yt_dlp
+
+        if time.monotonic() - self.started > self.limits.max_seconds:
+            raise yt_dlp.utils.DownloadError(f"download took longer than {self.limits.max_seconds:g} s")
+        if (progress.get("downloaded_bytes") or 0) > self.limits.max_bytes:
+            raise yt_dlp.utils.DownloadError(f"download exceeded the size limit of {self.limits.max_bytes} bytes")
+
+
+class _Ydls:
+    """This downloader process's YoutubeDL instances, one per option set: an instance keeps YouTube's
+    player script and its solved challenges (a new one per video fetched them again each time).
+
+    The cookies file a session names is copied once to a private file (mode 600) in a directory
+    swept with this process: yt-dlp rewrites the cookies file it is given, so processes sharing one
+    would race, and a read-only one failed every download.
+    """
+
+    def __init__(self) -> None:
+        self.instances: dict[str, Any] = {}
+        self.guard = _Guard()
+        self.cookies: dict[str, str] = {}
+        self.private = tempfile.mkdtemp(prefix=f"{_host_prefix()}{os.getpid()}-cookies-")
+        atexit.register(shutil.rmtree, self.private, True)
+
+    def _private_cookies(self, path: str) -> str:
+        if path not in self.cookies:
+            copy = os.path.join(self.private, f"{len(self.cookies)}.txt")
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            self.cookies[path] = copy
+        return self.cookies[path]
+
+    def get(self, limits: FetchSettings, params: dict, prefix: float, smaller: bool):
+        """The YoutubeDL of these options (made on first use)."""
+        import yt_dlp
+        from yt_dlp.utils import download_range_func
+
+        key = json.dumps([asdict(limits), params, prefix, smaller], sort_keys=True, default=str)
+        if key not in self.instances:
+            options = {
+                "format": limits.download_format,
+                "format_sort": [f.strip() for f in limits.download_sort.split(",") if f.strip()],
+                "socket_timeout": min(limits.socket_timeout, limits.max_seconds),
+                "retries": limits.retries,
+                "fragment_retries": limits.retries,
+                **params,
+                # the bounds and the place of the file are not the user's to change
+                **({k: v.format(max=limits.max_bytes) if isinstance(v, str) else v for k, v in SMALLER.items()}
+                   if smaller else {}),
+                "outtmpl": "video.%(ext)s",
+                "max_filesize": limits.max_bytes,
+                "noplaylist": True,
+                "quiet": True,
+                "no_warnings": True,
+                "noprogress": True,
+                "progress_hooks": [self.guard],
+                "logger": QuietLogger(),
+                "overwrites": True,
+            }
+            if options.get("cookiefile"):
+                options["cookiefile"] = self._private_cookies(options["cookiefile"])
+            if prefix:
+                options["download_ranges"] = download_range_func(None, [(0, prefix)])
+            self.instances[key] = yt_dlp.YoutubeDL(options)
+        return self.instances[key]
+
+
+def _download(ydls: _Ydls, url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> dict:
+    """Download in this process (the child's work) with its YoutubeDL of these options; a download
+    over the size limit is tried once more in the smallest format that fits.
 
     ``params`` (cookies, proxy, ``--ytdlp`` ...) may change any yt-dlp option but the bounds and the
     output place; ``prefix`` > 0 fetches only the first ``prefix`` seconds. Returns the answer line.
     """
     import yt_dlp
-    from yt_dlp.utils import download_range_func
 
-    started = time.monotonic()
-
-    def guard(progress: dict) -> None:
-        # yt-dlp has no total-time option, and max_filesize trusts Content-Length: check both here.
-        if time.monotonic() - started > limits.max_seconds:
-            raise yt_dlp.utils.DownloadError(f"download took longer than {limits.max_seconds:g} s")
-        if (progress.get("downloaded_bytes") or 0) > limits.max_bytes:
-            raise yt_dlp.utils.DownloadError(f"download exceeded the size limit of {limits.max_bytes} bytes")
-
-    options = {
-        "format": limits.download_format,
-        "socket_timeout": min(limits.socket_timeout, limits.max_seconds),
-        "retries": limits.retries,
-        "fragment_retries": limits.retries,
-        **params,
-        # the bounds and the place of the file are not the user's to change
-        "outtmpl": os.path.join(directory, "video.%(ext)s"),
-        "max_filesize": limits.max_bytes,
-        "noplaylist": True,
-        "quiet": True,
-        "no_warnings": True,
-        "noprogress": True,
-        "progress_hooks": [guard],
-        "logger": QuietLogger(),
-        "overwrites": True,
-    }
-    if prefix:
-        options["download_ranges"] = download_range_func(None, [(0, prefix)])
-    with yt_dlp.YoutubeDL(options) as ydl:
-        info = ydl.extract_info(url, download=True) or {}
-    files = [f for f in os.listdir(directory) if f.startswith("video.") and not f.endswith(".part")]
-    if not files:  # yt-dlp skips (without error) a file over max_filesize
-        raise FetchError(f"nothing downloaded (larger than {limits.max_bytes} bytes or no format)")
-    duration = info.get("duration")
-    return {"path": os.path.join(directory, files[0]), "duration": float(duration) if duration else None}
+    for smaller in (False, True):
+        ydl = ydls.get(limits, params, prefix, smaller)
+        ydl.params["outtmpl"]["default"] = os.path.join(directory, "video.%(ext)s")
+        ydls.guard.started, ydls.guard.limits = time.monotonic(), limits
+        try:
+            info = ydl.extract_info(url, download=True) or {}
+        except yt_dlp.utils.DownloadError as exc:
+            if smaller or "size limit" not in str(exc):
+                raise
+            continue
+        files = [f for f in os.listdir(directory) if f.startswith("video.") and not f.endswith(".part")]
+        if files:
+            duration = info.get("duration")
+            return {"path": os.path.join(directory, files[0]), "duration": float(duration) if duration else None}
+    # yt-dlp skips (without error) a file over max_filesize
+    raise FetchError(f"nothing downloaded (larger than the size limit of {limits.max_bytes} bytes or no format)")
 
 
 class _Downloader:
@@ -178,7 +246,8 @@ class _Downloader:
                 raise FetchError(f"downloader did not start within {self.STARTUP_S:g} s")
             self.ready = True
         self.served += 1
-        request = {"url": url, "directory": directory, "limits": asdict(limits), "params": params, "prefix": prefix}
+        request = {"url": url, "directory": directory, "limits": asdict(limits), "params": params, "prefix": prefix,
+                   "secrets": _secrets(params)}
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
@@ -210,6 +279,11 @@ class _Downloader:
         self.proc.wait()
         for pipe in (self.proc.stdin, self.proc.stdout):
             pipe.close()
+
+
+def _secrets(params: dict) -> list[str]:
+    """What no message may show of these params: the proxy's credentials, the cookie values."""
+    return [*proxy_secrets(params.get("proxy")), *cookie_values(params.get("cookiefile"))]
 
 
 _idle: list[_Downloader] = []
@@ -255,18 +329,23 @@ def _download_bounded(url: str, directory: str, limits: FetchSettings, params: d
 
 
 def _child() -> None:
-    """``python -m videonet.curation.judge.fetch``: serve download requests, one JSON line in, one JSON line out."""
+    """``python -m videonet.curation.judge.fetch``: serve download requests, one JSON line in, one JSON line out.
+
+    A request's ``secrets`` (its session's proxy credentials and cookie values) are redacted from the
+    failure it answers: reasons end up in the audit, the report and logs.
+    """
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # anything yt-dlp prints goes to stderr, never into the answers
     import yt_dlp  # before saying ready: the import is the slow part of starting
 
+    ydls = _Ydls()
     answers.write("ready\n")
     answers.flush()
     for line in sys.stdin:
         request = json.loads(line)
         os.environ["TMPDIR"] = tempfile.tempdir = request["directory"]  # yt-dlp's own temp files too
         try:
-            answer = _download(request["url"], request["directory"], FetchSettings(**request["limits"]),
+            answer = _download(ydls, request["url"], request["directory"], FetchSettings(**request["limits"]),
                                request["params"], request["prefix"])
         except FetchError as exc:
             answer = {"error": asdict(exc.failure)}
@@ -274,6 +353,8 @@ def _child() -> None:
             answer = {"error": asdict(failure_of(exc))}
         except Exception as exc:  # an extractor bug is this video's failure, not the run's
             answer = {"error": asdict(failure_of(RuntimeError(f"{type(exc).__name__}: {exc}")))}
+        if "error" in answer:
+            answer["error"]["reason"] = redact(answer["error"]["reason"], tuple(request["secrets"]))
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
 
@@ -412,6 +493,18 @@ def fetched_video(url: str | None, path: str | None, limits: FetchSettings = Fet
             site.call(lambda: _download_bounded(url, directory, limits, site.params, prefix))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def fetch_into(url: str, target: str, limits: FetchSettings, site: Session, prefix: float = 0.0) -> Fetched:
+    """One request of ``site`` for ``url`` (its retries are the caller's), the file copied to ``target``
+    (any Beam filesystem: the download stage and the judge may be different workers)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    with fetched_video(url, None, limits, site, prefix) as got, open(got.path, "rb") as src:
+        with FileSystems.create(target + ".tmp") as dst:
+            shutil.copyfileobj(src, dst, 8 * 1024 * 1024)
+    FileSystems.rename([target + ".tmp"], [target])
+    return Fetched(target, got.duration, got.prefix)
 
 
 @contextmanager

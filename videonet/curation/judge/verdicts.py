@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -26,7 +26,7 @@ from videonet.curation.judge.frames import DecodeError, check_complete, probe
 from videonet.curation.judge.scan import Scan, most_frequent, scan_clips
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import (
-    DECODE_ERROR, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, OTHER_CLASS, REJECTED, TOO_SHORT, audit_row, kept_row,
+    DECODE_ERROR, DOWNLOAD_DEFERRED, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, GAVE_UP, OTHER_CLASS, REJECTED, TOO_SHORT, audit_row, kept_row,
 )
 from videonet.curation.write.rundir import WORK, join, write_atomic
 from videonet.curation.write.thumbs import write_thumbs
@@ -62,10 +62,22 @@ class FetchFailed:
 
     reason: str
     retriable: bool = False
+    deferred: bool = False  # not asked: every session that could was parked (not a try)
 
     @classmethod
     def of(cls, exc: FetchError) -> "FetchFailed":
         return cls(str(exc), exc.failure.retriable)
+
+    def status(self, tries: int, retry_runs: int) -> tuple[str, str]:
+        """The audit status and reason for a candidate that failed retriably in ``tries`` earlier runs:
+        the ``retry_runs``-th retriable failure gives up (with the last reason)."""
+        if self.deferred:
+            return DOWNLOAD_DEFERRED, self.reason
+        if not self.retriable:
+            return DOWNLOAD_ERROR, self.reason
+        if tries + 1 >= retry_runs:
+            return GAVE_UP, f"gave up after {tries + 1} runs failing retriably; last: {self.reason}"
+        return DOWNLOAD_RETRIABLE, self.reason
 
 
 @dataclass(frozen=True)
@@ -148,12 +160,39 @@ def _load_cache(path: str, wanted: set[int], frames: int) -> ClipResult | None:
     return cached
 
 
+def usable_cache(out: str, identity: str, candidates: list[dict], frames: int) -> ClipResult | None:
+    """The cached result that decides this clip, or None: then it must be fetched (a URL clip kept by
+    a cached scan whose staged download is gone is fetched again)."""
+    wanted = {c["class_index"] for c in candidates}
+    cached = _load_cache(cache_path(out, identity), wanted, frames)
+    unstaged = (_is_download(candidates) and isinstance(cached, Scanned) and set(cached.top1) & wanted
+                and not FileSystems.exists(staging_path(out, identity)))
+    return None if unstaged else cached
+
+
+def fetched_path(out: str, identity: str, prefix: bool) -> str:
+    """Where the download stage puts a URL clip's file for the judge (any worker reads it): the whole
+    video where the shard writer takes a kept one, a prefix beside it."""
+    return join(out, WORK, "prefixes", f"{_digest(identity)}.mp4") if prefix else staging_path(out, identity)
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """One video to judge and the candidates that retrieved it; ``fetched``: what the download stage
+    got for a URL clip (its file in the run directory, or why not), None where the judge reads the
+    video itself (a catalog path, or a clip its scan cache decides)."""
+
+    identity: str
+    candidates: list[dict]
+    fetched: Fetched | FetchFailed | None = None
+
+
 def verdict_rows(candidates: list[dict], result: ClipResult, staged: str | None, min_duration: float,
-                 multi_label: bool = False) -> list[dict]:
-    """Apply the keep rule to each candidate of one clip; a clip passing several classes is kept once."""
+                 multi_label: bool = False, retry_runs: int = 3) -> list[dict]:
+    """Apply the keep rule to each candidate of one clip; a clip passing several classes is kept once.
+    A candidate's ``tries`` (set by the resume join) counts the runs it already failed retriably in."""
     if isinstance(result, FetchFailed):
-        return [audit_row(c, DOWNLOAD_RETRIABLE if result.retriable else DOWNLOAD_ERROR, result.reason)
-                for c in candidates]
+        return [audit_row(c, *result.status(c.get("tries") or 0, retry_runs)) for c in candidates]
     if isinstance(result, Undecodable):
         return [audit_row(c, DECODE_ERROR, result.reason) for c in candidates]
     if isinstance(result, TooShort):
@@ -215,27 +254,47 @@ def _stage(out: str, identity: str, candidate: dict, judged: Fetched, fetch: Fet
     return None
 
 
-def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, settings: JudgeSettings,
-                fetch: FetchSettings, min_duration: float, out: str, site: Session | None = None) -> list[dict]:
-    """Verdict rows for a batch of ``(video identity, candidates)`` clip jobs; ``out`` is the run dir,
-    ``site`` paces and retries the downloads (and tallies their requests)."""
+@contextmanager
+def _opened(job: ClipJob, fetch: FetchSettings, site: Session | None) -> Iterator[Fetched]:
+    """The job's video as a local file: what the download stage fetched, else fetched here."""
+    first = job.candidates[0]
+    if isinstance(job.fetched, Fetched):
+        with fetched_video(None, job.fetched.path, fetch) as local:
+            yield Fetched(local.path, job.fetched.duration, job.fetched.prefix)
+        return
+    prefix = fetch.judge_prefix if _is_download(job.candidates) else 0.0
+    with fetched_video(first.get("url"), first.get("path"), fetch, site, prefix) as got:
+        yield got
+
+
+def _drop_fetched(job: ClipJob, rows: list[dict]) -> None:
+    """Remove the download stage's file once judged, unless it is the staged copy of a kept clip."""
+    if isinstance(job.fetched, Fetched) and (job.fetched.prefix or all("status" in r for r in rows)) \
+            and FileSystems.exists(job.fetched.path):
+        FileSystems.delete([job.fetched.path])
+
+
+def judge_clips(jobs: list[ClipJob], classifier: Classifier, settings: JudgeSettings, fetch: FetchSettings,
+                min_duration: float, out: str, site: Session | None = None, retry_runs: int = 3) -> list[dict]:
+    """Verdict rows for a batch of clip jobs; ``out`` is the run dir, ``site`` paces and retries the
+    downloads the judge makes itself (and tallies their requests)."""
     results: dict[int, ClipResult] = {}
     unstaged_failures: dict[int, FetchFailed] = {}  # judged and kept, but the whole video could not be fetched
     probed: dict[int, tuple[float | None, float | None, tuple[int, ...]]] = {}
     to_scan: list[tuple[int, Fetched, set[int]]] = []
     with ExitStack() as stack:
-        for i, (identity, candidates) in enumerate(jobs):
-            wanted = {c["class_index"] for c in candidates}
-            cached = _load_cache(cache_path(out, identity), wanted, settings.frames)
-            unstaged = (_is_download(candidates) and isinstance(cached, Scanned) and set(cached.top1) & wanted
-                        and not FileSystems.exists(staging_path(out, identity)))
-            if cached is not None and not unstaged:
+        for i, job in enumerate(jobs):
+            wanted = {c["class_index"] for c in job.candidates}
+            cached = usable_cache(out, job.identity, job.candidates, settings.frames)
+            if cached is not None:
                 results[i] = cached
                 continue
-            first, key = candidates[0], tuple(sorted(wanted))
-            prefix = fetch.judge_prefix if _is_download(candidates) else 0.0
+            if isinstance(job.fetched, FetchFailed):
+                results[i] = job.fetched
+                continue
+            key = tuple(sorted(wanted))
             try:
-                got = stack.enter_context(fetched_video(first.get("url"), first.get("path"), fetch, site, prefix))
+                got = stack.enter_context(_opened(job, fetch, site))
                 info = probe(got.path)
             except FetchError as exc:
                 results[i] = FetchFailed.of(exc)
@@ -259,20 +318,24 @@ def judge_clips(jobs: list[tuple[str, list[dict]]], classifier: Classifier, sett
                            decoder=settings.decoder) if to_scan else []
         for (i, got, wanted), scan in zip(to_scan, scans):
             results[i] = _scanned(probed[i], scan)
-            identity, candidates = jobs[i]
-            if isinstance(results[i], Scanned) and wanted & set(scan.top1) and _is_download(candidates):
-                failed = _stage(out, identity, candidates[0], got, fetch, site)
+            job = jobs[i]
+            staged_already = isinstance(job.fetched, Fetched) and not job.fetched.prefix
+            if isinstance(results[i], Scanned) and wanted & set(scan.top1) and _is_download(job.candidates) \
+                    and not staged_already:
+                failed = _stage(out, job.identity, job.candidates[0], got, fetch, site)
                 if failed is not None:
                     unstaged_failures[i] = failed
     rows = []
     fresh = {i: scan for (i, _, _), scan in zip(to_scan, scans)}  # a cached clip keeps its first thumbnails
-    for i, (identity, candidates) in enumerate(jobs):
+    for i, job in enumerate(jobs):
         result = results[i]
         if not isinstance(result, FetchFailed):
-            write_atomic(cache_path(out, identity), encode_result(result))
-        staged = staging_path(out, identity) if _is_download(candidates) else None
-        judged = verdict_rows(candidates, unstaged_failures.get(i, result), staged, min_duration, settings.multi_label)
+            write_atomic(cache_path(out, job.identity), encode_result(result))
+        staged = staging_path(out, job.identity) if _is_download(job.candidates) else None
+        judged = verdict_rows(job.candidates, unstaged_failures.get(i, result), staged, min_duration,
+                              settings.multi_label, retry_runs)
         if i in fresh:
             write_thumbs(out, judged, fresh[i])
+        _drop_fetched(job, judged)
         rows += judged
     return rows
