@@ -63,7 +63,14 @@ class YoutubeSource:
                     return
 
     def prepare(self) -> None:
-        pass
+        """Refuse to start, in one line, when yt-dlp sees no JavaScript runtime: without one it falls back
+        to a client with few formats, and a whole crawl would fail video by video."""
+        from videonet.curation.client import js_runtime_problem
+        from videonet.errors import UserError
+
+        problem = js_runtime_problem(ydl_params(self.client))
+        if problem:
+            raise UserError(problem)
 
     def invalid_rows(self) -> list[dict]:
         return []
