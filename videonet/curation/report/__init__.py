@@ -18,12 +18,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from videonet.curation.client import REQUESTS_SCHEMA
+from videonet.curation.client import REQUESTS_SCHEMA, rule_of
 from videonet.curation.search import CAP_REACHED, EXHAUSTED, SEARCH_FAILED, SEARCH_SCHEMA
 from videonet.curation.write.rundir import (
     REPORT, REQUESTS, SEARCH, final_rows, join, read_audit, read_metadata, read_table, write_atomic,
 )
 from videonet.curation.write.records import (
+    DOWNLOAD_DEFERRED, GAVE_UP,
     DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DUPLICATE, KEPT, OVER_CAP, SEARCH_ERROR, SEARCH_RETRIABLE, STATUSES,
     TITLE_MISMATCH,
 )
@@ -103,6 +104,14 @@ def retention_table(audit: pd.DataFrame, searches: pd.DataFrame | None = None) -
     return table.sort_values("class_index").reset_index(drop=True)
 
 
+def gave_up_by_reason(audit: pd.DataFrame) -> dict[str, int]:
+    """The candidates given up on, counted by the class of their last failure (e.g. ``http_503``,
+    ``bot_check``), most first: which of the site's answers a crawl kept meeting."""
+    reasons = audit.loc[audit["status"] == GAVE_UP, "reason"].fillna("")
+    kinds = reasons.map(lambda r: rule_of(r.split("; last: ", 1)[-1]).kind).value_counts()
+    return {str(k): int(v) for k, v in kinds.items()}
+
+
 def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame,
             requests: pd.DataFrame | None = None) -> dict:
     """The run in numbers; search errors and over-cap hits are shown apart (neither is in retention);
@@ -123,6 +132,9 @@ def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame,
         "search_retriable": int(by_status[SEARCH_RETRIABLE]),
         "download_errors": int(by_status[DOWNLOAD_ERROR]),
         "download_retriable": int(by_status[DOWNLOAD_RETRIABLE]),
+        "download_deferred": int(by_status[DOWNLOAD_DEFERRED]),
+        "gave_up": int(by_status[GAVE_UP]),
+        "gave_up_by_reason": gave_up_by_reason(audit),
         **request_facts(requests if requests is not None else REQUESTS_SCHEMA.empty_table().to_pandas()),
         "candidates": int(table["candidates"].sum()),
         "over_cap": int(by_status[OVER_CAP]),
@@ -279,6 +291,11 @@ def format_summary(facts: dict) -> str:
           for stage in ("search", "download") if facts[f"{stage}_requests"]),
         f"download failures: {facts['download_errors']} permanent, {facts['download_retriable']} retriable "
         f"(a rerun retries them)",
+        *([f"Gave up after --retry-runs runs failing retriably: {facts['gave_up']} ("
+           + ", ".join(f"{k} {v}" for k, v in facts["gave_up_by_reason"].items()) + ")"]
+          if facts["gave_up"] else []),
+        *([f"Not asked (every session able to was rate-limited; a rerun asks): {facts['download_deferred']}"]
+          if facts["download_deferred"] else []),
         f"classes: {facts['classes']} with candidates, {facts['classes_with_kept_clips']} with kept clips",
         f"candidates: {facts['candidates']}   retrieved (unique title matches): {facts['retrieved']}",
         f"kept: {facts['kept']} clips in {facts['shards']} shards ({facts['hours_kept']} h), "
