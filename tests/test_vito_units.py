@@ -12,7 +12,6 @@ import torch
 import torchvision
 from torch import nn
 
-from videonet.vito.augment import ViewAugment, blur_kernel
 from videonet.vito.ema import ema_rate, ema_update
 from videonet.vito.lars import LARS, param_groups, warmup_cosine
 from videonet.vito.loss import info_nce
@@ -22,8 +21,14 @@ from videonet.vito.sampling import SAMPLERS, WINDOW_S
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 
-def reference_info_nce(online: list[torch.Tensor], target: list[torch.Tensor], tau: float) -> float:
-    """The loss written out: sum over ordered view pairs, mean over clips, explicit softmax."""
+def reference_info_nce(online: list[torch.Tensor], target: list[torch.Tensor], tau: float,
+                       same_view_negatives: bool) -> float:
+    """The paper's L^{ij} written out: -log(exp(pos) / (exp(pos) + sum over negatives)), summed over
+    ordered view pairs, mean over clips. Negatives: view j of the other clips, and (MoCLR/DetCon)
+    view i of the other clips too."""
+    def sim(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float(a @ b) / float(a.norm() * b.norm()) / tau
+
     total = 0.0
     n = online[0].shape[0]
     for i in range(len(online)):
@@ -32,19 +37,26 @@ def reference_info_nce(online: list[torch.Tensor], target: list[torch.Tensor], t
                 continue
             pair = 0.0
             for b in range(n):
-                q = online[i][b] / online[i][b].norm()
-                sims = [float(q @ (target[j][c] / target[j][c].norm())) / tau for c in range(n)]
-                pair += -sims[b] + math.log(sum(math.exp(s) for s in sims))
+                positive = sim(online[i][b], target[j][b])
+                negatives = [sim(online[i][b], target[j][c]) for c in range(n) if c != b]
+                if same_view_negatives:
+                    negatives += [sim(online[i][b], target[i][c]) for c in range(n) if c != b]
+                pair += -positive + math.log(math.exp(positive) + sum(math.exp(s) for s in negatives))
             total += pair / n
     return total
 
 
-def test_info_nce_matches_double_loop() -> None:
+@pytest.mark.parametrize("negatives", ["moclr", "mocov3"])
+def test_info_nce_matches_the_papers_equation_written_as_loops(negatives: str) -> None:
     g = torch.Generator().manual_seed(0)
     online = [torch.randn(5, 7, generator=g, dtype=torch.float64) for _ in range(3)]
     target = [torch.randn(5, 7, generator=g, dtype=torch.float64) for _ in range(3)]
-    got = info_nce([o.float() for o in online], [t.float() for t in target], tau=0.1)
-    assert got.item() == pytest.approx(reference_info_nce(online, target, 0.1), rel=1e-5)
+    got = info_nce([o.float() for o in online], [t.float() for t in target], tau=0.1, negatives=negatives)
+    expected = reference_info_nce(online, target, 0.1, same_view_negatives=negatives == "moclr")
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    other = reference_info_nce(online, target, 0.1, same_view_negatives=negatives != "moclr")
+    assert got.item() != pytest.approx(other, rel=1e-3)  # the two forms differ on these vectors
+    assert info_nce(online, target).item() == pytest.approx(reference_info_nce(online, target, 0.1, True), rel=1e-5)
 
 
 def test_info_nce_is_low_when_views_agree_and_gradient_reaches_online_only() -> None:
@@ -138,11 +150,21 @@ def test_lars_excludes_bias_and_batchnorm_from_decay_and_adaptation() -> None:
         assert torch.allclose(p, b - 0.1 * g, atol=1e-7)  # plain SGD step: no decay, no trust ratio
 
 
-def test_warmup_cosine_schedule() -> None:
-    lrs = [warmup_cosine(s, 100, 10, 1.0) for s in range(100)]
-    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(0.5)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.001
+def byol_learning_schedule(step: int, total: int, warmup: int, peak: float) -> float:
+    """BYOL's ``learning_schedule`` (deepmind-research byol/utils/schedules.py), restated."""
+    if warmup > 0 and step < warmup:
+        return step / warmup * peak
+    progress = min(step - warmup, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * progress / (total - warmup)))
+
+
+def test_warmup_cosine_schedule_is_byols() -> None:
+    lrs = [warmup_cosine(s, 100, 10, 1.0) for s in range(101)]
+    assert lrs == pytest.approx([byol_learning_schedule(s, 100, 10, 1.0) for s in range(101)], abs=1e-12)
+    assert lrs[0] == 0.0 and lrs[1] == pytest.approx(0.1) and lrs[9] == pytest.approx(0.9)
+    assert lrs[10] == pytest.approx(1.0) and lrs[55] == pytest.approx(0.5) and lrs[100] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert warmup_cosine(0, 100, 0, 1.0) == 1.0  # no warm-up: the peak at once
 
 
 def test_marginal_sampler_gap_distribution_matches_paper() -> None:
@@ -169,21 +191,6 @@ def test_samplers_stay_in_a_window_inside_the_clip() -> None:
     assert fixed[1] - fixed[0] == pytest.approx(1.28) and fixed[2] - fixed[1] == pytest.approx(1.28)
     chunks = SAMPLERS["chunked"](2.56, 4, rng)
     assert all(0.64 * i <= t <= 0.64 * (i + 1) for i, t in enumerate(chunks))
-
-
-def test_views_follow_a1_a2_a1_and_are_seeded() -> None:
-    assert blur_kernel(224) == 23
-    augment = ViewAugment(size=32)
-    frame = torch.randint(0, 256, (3, 48, 64), dtype=torch.uint8)
-    views = augment([frame] * 3, seed=5)
-    assert views.shape == (3, 3, 32, 32) and views.dtype == torch.float32
-    assert torch.equal(views, augment([frame] * 3, seed=5))
-    assert not torch.equal(views, augment([frame] * 3, seed=6))
-    kinds = [[type(t).__name__ for t in a.transforms] for a in (augment.a1, augment.a2)]
-    assert kinds[0] == kinds[1]
-    blur_p = [a.transforms[4].p for a in (augment.a1, augment.a2)]
-    solarize_p = [a.transforms[5].p for a in (augment.a1, augment.a2)]
-    assert blur_p == [1.0, 0.1] and solarize_p == [0.0, 0.2]
 
 
 def test_online_branch_has_predictor_and_target_shape_matches() -> None:

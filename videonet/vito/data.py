@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import warnings
+from fractions import Fraction
 from typing import Iterator, NamedTuple, Sequence
 
 import av
@@ -42,8 +44,9 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from videonet.errors import UserError
-from videonet.vito.augment import ViewAugment
+from videonet.vito.augment import IMAGE_MIN_SCALE, PARAMS, VIDEO_MIN_SCALE, Box, crop_box, draw_params, view_distribution
 from videonet.vito.sampling import SAMPLERS, WINDOW_S
+from videonet.vito.transcode import TRAIN_EXT
 
 
 def resolve_shards(source: str) -> list[str]:
@@ -76,44 +79,101 @@ def read_samples(url: str) -> Iterator[dict]:
         )
 
 
-def _frame_tensor(frame: av.VideoFrame) -> torch.Tensor:
-    """``(3, H, W)`` uint8 RGB."""
+def frame_tensor(frame: av.VideoFrame) -> torch.Tensor:
+    """``(3, H, W)`` uint8 RGB of a whole frame."""
     return torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
 
 
-def decode_frames(video: bytes, times: list[float]) -> list[torch.Tensor]:
+def crop_resize(frame: av.VideoFrame, box: Box, size: int) -> torch.Tensor:
+    """``(3, size, size)`` uint8 RGB of ``box`` (fractions of the frame), resized bicubically.
+
+    One swscale pass converts and scales the whole frame so that the box becomes ``size x size``,
+    then the box is sliced out: the colour conversion runs at the crop's output size, not the
+    frame's (a 0.64-area crop of a 480p frame converts ~4x fewer pixels), and swscale's bicubic
+    filter widens with the downscale factor (antialiased, as ``antialias=True`` was before).
+    """
+    width, height = max(size, round(size / box.width)), max(size, round(size / box.height))
+    left = min(round(box.left * width), width - size)
+    top = min(round(box.top * height), height - size)
+    rgb = frame.to_ndarray(format="rgb24", width=width, height=height, interpolation="BICUBIC")
+    return torch.from_numpy(rgb[top:top + size, left:left + size]).permute(2, 0, 1).contiguous()
+
+
+def _seconds(pts: int | None, start: int, base: Fraction) -> float:
+    return float((pts - start) * base) if pts is not None else -math.inf
+
+
+def decode_frames(video: bytes, times: Sequence[float]) -> list[av.VideoFrame]:
     """For each time (s from the stream start), the first frame at/after it (the last frame past the end).
 
-    One seek to the keyframe before ``min(times)``, then forward decoding; identical frames are
-    converted once and shared.
+    Decodes only what those frames need, exactly (the same frames as decoding everything):
+
+    - one seek to the keyframe before ``min(times)``, then the packets up to the first keyframe
+      after ``max(times)`` are read (demuxing costs little next to decoding);
+    - a time whose keyframe lies beyond the packets decoded so far starts there (decoder flushed)
+      instead of decoding the whole gap: views further apart than a GOP cost a GOP each;
+    - packets shown before the next wanted time are decoded with ``skip_frame=NONREF``: libavcodec
+      drops the frames nothing references (H.264's non-reference B-frames), which are never wanted;
+    - one decoder thread: the loader's workers are the parallelism.
     """
     order = sorted(range(len(times)), key=times.__getitem__)
-    out: list[torch.Tensor | None] = [None] * len(times)
+    out: list[av.VideoFrame | None] = [None] * len(times)
     with av.open(io.BytesIO(video), mode="r") as container:
         stream = container.streams.video[0]
-        base = stream.time_base
-        start = stream.start_time or 0
+        codec = stream.codec_context
+        codec.thread_count = 1
+        base, start = stream.time_base, stream.start_time or 0
         container.seek(start + int(times[order[0]] / base), stream=stream, backward=True, any_frame=False)
-        pos, previous = 0, None
-        for frame in container.decode(stream):
-            if frame.pts is None:
+        packets, stop_at, at_end = [], None, True
+        for packet in container.demux(stream):
+            if packet.size == 0:
                 continue
-            t = float((frame.pts - start) * base)
-            tensor = None
-            while pos < len(order) and t >= times[order[pos]] - 1e-6:
-                tensor = tensor if tensor is not None else _frame_tensor(frame)
-                out[order[pos]] = tensor
-                pos += 1
-            if pos == len(order):
+            t = _seconds(packet.pts, start, base)
+            if stop_at is not None and t >= stop_at:
+                at_end = False  # leading frames of that GOP (open GOPs) are in, the rest is not wanted
                 break
-            previous = frame
-        if pos < len(order):
-            if previous is None:
+            packets.append(packet)
+            if packet.is_keyframe and t > times[order[-1]] and len(packets) > 1:
+                stop_at = t
+        if not packets:
+            raise ValueError("video has no packets after the seek point")
+        keys = [(i, _seconds(p.pts, start, base)) for i, p in enumerate(packets) if p.is_keyframe]
+        # Past the end means the last frame: aim at it, so NONREF skipping cannot drop it.
+        last = max(_seconds(p.pts, start, base) for p in packets) if at_end else math.inf
+        ready: list[av.VideoFrame] = []  # decoded, in presentation order, not yet passed
+        position, drained, previous = 0, False, None
+        for index in order:
+            wanted = min(times[index], last) - 1e-6
+            jump = max((i for i, t in keys if t <= wanted), default=0)
+            if jump > position and not any(_seconds(f.pts, start, base) >= wanted for f in ready):
+                codec.flush_buffers()  # the frames still in the decoder are all shown before the keyframe
+                ready, position = [], jump
+            while True:
+                while ready and _seconds(ready[0].pts, start, base) < wanted:
+                    previous = ready.pop(0)
+                if ready or drained:
+                    break
+                if position < len(packets):
+                    packet = packets[position]
+                    position += 1
+                    codec.skip_frame = "NONREF" if _seconds(packet.pts, start, base) < wanted else "DEFAULT"
+                    ready += [f for f in codec.decode(packet) if f.pts is not None]
+                else:
+                    codec.skip_frame = "DEFAULT"
+                    ready += [f for f in codec.decode(None) if f.pts is not None]
+                    drained = True
+            frame = ready[0] if ready else previous
+            if frame is None:
                 raise ValueError("video has no decodable frame after the seek point")
-            tail = _frame_tensor(previous)
-            for i in order[pos:]:
-                out[i] = tail
+            out[index] = frame
     return out  # type: ignore[return-value]
+
+
+def probe(video: bytes) -> None:
+    """Raise ``ValueError`` unless ``video`` opens as a container with a video stream (reads the header only)."""
+    with av.open(io.BytesIO(video), mode="r") as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
 
 
 def video_duration(video: bytes) -> float:
@@ -125,12 +185,40 @@ def video_duration(video: bytes) -> float:
         return float(container.duration or 0) / av.time_base
 
 
-class Sample(NamedTuple):
-    """One clip's views and where it lies in its stream (batched by the ``DataLoader`` field by field)."""
+class Clip(NamedTuple):
+    """What the training device decodes itself (``decoder="torchcodec"``): the encoded clip and the
+    frame times and crop boxes its worker drew."""
 
-    views: torch.Tensor  # (views, 3, size, size)
+    video: bytes
+    times: list[float]
+    boxes: list[Box]
+
+
+class Sample(NamedTuple):
+    """One clip's views, their augmentation parameters, and where the clip lies in its stream."""
+
+    views: torch.Tensor  # (views, 3, size, size) uint8 crops; empty when the device decodes (see clip)
+    params: torch.Tensor  # (views, len(PARAMS)) float: the device half of the augmentations
     stream: int  # global stream id: rank * loader workers per rank + worker
     position: int  # raw samples the stream has consumed up to and including this one
+    clip: Clip | None = None  # the encoded clip, when the device decodes
+
+
+class Batch(NamedTuple):
+    """The samples of one batch, stacked: ``views`` ``(B, V, 3, S, S)`` uint8, ``params`` ``(B, V, P)``."""
+
+    views: torch.Tensor
+    params: torch.Tensor
+    streams: list[int]
+    positions: list[int]
+    clips: list[Clip] | None
+
+
+def collate(samples: list[Sample]) -> Batch:
+    """Stack a batch (the clips' bytes, when present, stay a list)."""
+    clips = [s.clip for s in samples] if samples[0].clip is not None else None
+    return Batch(torch.stack([s.views for s in samples]), torch.stack([s.params for s in samples]),
+                 [s.stream for s in samples], [s.position for s in samples], clips)
 
 
 class ClipStream(IterableDataset):
@@ -140,6 +228,8 @@ class ClipStream(IterableDataset):
     them) says where each stream resumes; without it a stream resumes after ``batch_size`` raw
     samples per batch before ``start_batch``, exact only when no clip was skipped.
     ``start_batch`` also maps the loader workers of a restarted ``DataLoader`` to their streams.
+    ``decoder="torchcodec"`` leaves the decoding to the training device (:class:`ClipLoader`): the
+    worker then only reads the clip and draws its times, crops and augmentation parameters.
     """
 
     def __init__(
@@ -158,6 +248,7 @@ class ClipStream(IterableDataset):
         shuffle_buffer: int = 256,
         rank: int = 0,
         world: int = 1,
+        decoder: str = "pyav",
     ) -> None:
         super().__init__()
         if sampler not in SAMPLERS:
@@ -165,8 +256,8 @@ class ClipStream(IterableDataset):
         self.shards, self.views, self.window = list(shards), views, window
         self.sampler = SAMPLERS[sampler]
         if min_scale is None:
-            min_scale = 0.08 if sampler == "single" else 0.4
-        self.augment = ViewAugment(image_size, min_scale)
+            min_scale = IMAGE_MIN_SCALE if sampler == "single" else VIDEO_MIN_SCALE
+        self.image_size, self.min_scale, self.decoder = image_size, min_scale, decoder
         self.seed, self.batch_size, self.start_batch = seed, batch_size, start_batch
         self.positions = list(positions) if positions is not None else None
         self.shuffle_buffer, self.rank, self.world = shuffle_buffer, rank, world
@@ -208,22 +299,30 @@ class ClipStream(IterableDataset):
         for index, raw in enumerate(mixed):
             if index < skip:
                 continue
-            views = self.make_views(raw, f"{self.seed}-{worker}-{index}")
-            if views is not None:
-                yield Sample(views, worker, index + 1)
+            sample = self.make_sample(raw, f"{self.seed}-{worker}-{index}", worker, index + 1)
+            if sample is not None:
+                yield sample
 
-    def make_views(self, raw: dict, seed: str) -> torch.Tensor | None:
-        """Sample times, decode those frames, augment; ``None`` (with a warning) for an undecodable clip."""
+    def make_sample(self, raw: dict, seed: str, stream: int = 0, position: int = 0) -> Sample | None:
+        """Sample times, crops and augmentation parameters from ``seed``; decode and crop those frames
+        (unless the device decodes). ``None`` (with a warning) for an undecodable clip."""
         rng = random.Random(seed)
         try:
             meta = json.loads(raw["json"])
-            video = raw["mp4"]
+            video = raw.get(TRAIN_EXT) or raw["mp4"]  # the trainer-ready copy when curation wrote one
             duration = float(meta.get("duration") or video_duration(video))
-            frames = decode_frames(video, self.sampler(duration, self.views, rng, self.window))
+            times = self.sampler(duration, self.views, rng, self.window)
+            boxes = [crop_box(rng, self.min_scale) for _ in times]
+            params = torch.tensor([draw_params(rng, view_distribution(v)) for v in range(self.views)])
+            if self.decoder == "torchcodec":
+                probe(video)  # what PyAV would refuse outright is skipped here too
+                return Sample(torch.empty(0, dtype=torch.uint8), params, stream, position, Clip(video, times, boxes))
+            frames = decode_frames(video, times)
+            views = torch.stack([crop_resize(f, box, self.image_size) for f, box in zip(frames, boxes)])
         except (KeyError, ValueError, av.FFmpegError) as exc:
             warnings.warn(f"skipping sample {raw.get('__key__')!r} of {raw.get('__url__')}: {exc}")
             return None
-        return self.augment(frames, rng.getrandbits(63))
+        return Sample(views, params, stream, position)
 
 
 def _worker_init(_: int) -> None:
@@ -232,36 +331,75 @@ def _worker_init(_: int) -> None:
 
 
 class ClipLoader:
-    """Iterates the batches ``(B, views, 3, size, size)`` of a :class:`ClipStream`'s ``DataLoader``.
+    """Iterates the batches of a :class:`ClipStream`'s ``DataLoader`` as ``(views, params)``.
 
+    ``views`` are the ``(B, views, 3, size, size)`` uint8 crops (decoded on ``device`` by torchcodec
+    when the stream leaves decoding to it), ``params`` their augmentation parameters; the trainer's
+    :class:`~videonet.vito.augment.DeviceAugment` finishes the views on the device.
     ``positions`` maps each of this rank's streams to the raw samples it has consumed up to the
     end of the last batch handed out (prefetched batches do not count): what a checkpoint saves
     so that a resumed run starts with the next batch whatever clips were skipped.
     """
 
-    def __init__(self, loader: DataLoader, positions: dict[int, int]) -> None:
-        self.loader, self.positions = loader, positions
+    def __init__(self, loader: DataLoader, positions: dict[int, int], size: int, device: str = "cpu") -> None:
+        self.loader, self.positions, self.size, self.device = loader, positions, size, device
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self.loader:
-            self.positions[int(batch.stream[-1])] = int(batch.position[-1])
-            yield batch.views
+            self.positions[batch.streams[-1]] = batch.positions[-1]
+            views = batch.views
+            if batch.clips is not None:
+                views = torch.stack([device_views(clip, self.size, self.device) for clip in batch.clips])
+            yield views, batch.params
 
 
-def make_loader(stream: ClipStream, workers: int, pin_memory: bool = False) -> ClipLoader:
+def device_views(clip: Clip, size: int, device: str) -> torch.Tensor:
+    """``(V, 3, size, size)`` uint8 crops of ``clip`` decoded by torchcodec on ``device`` (NVDEC on CUDA).
+
+    The frame at/after each time is picked by index from the stream's frame rate (torchcodec's
+    approximate seek mode, no scan of the file); crop and bicubic antialiased resize run on the
+    device. A clip torchcodec cannot decode is decoded by PyAV instead (the CPU fallback, per clip,
+    as the filter's), so a GPU error loses no sample and the sample stream stays the same.
+    """
+    from torchcodec.decoders import VideoDecoder
+    from torchvision.transforms.v2 import functional as F
+
+    try:
+        decoder = VideoDecoder(clip.video, device=device, seek_mode="approximate", num_ffmpeg_threads=1)
+        meta = decoder.metadata
+        begin = meta.begin_stream_seconds_from_header or 0.0
+        last = meta.num_frames - 1
+        indices = [min(max(math.ceil((t - begin) * meta.average_fps - 1e-6), 0), last) for t in clip.times]
+        frames = decoder.get_frames_at(indices).data
+    except (RuntimeError, ValueError, IndexError) as exc:
+        warnings.warn(f"torchcodec could not decode a clip, PyAV decodes it: {str(exc).splitlines()[0][:200]}")
+        cpu = decode_frames(clip.video, clip.times)
+        return torch.stack([crop_resize(f, box, size) for f, box in zip(cpu, clip.boxes)]).to(device)
+    height, width = frames.shape[-2:]
+    crops = []
+    for frame, box in zip(frames, clip.boxes):
+        w, h = max(1, round(box.width * width)), max(1, round(box.height * height))
+        left, top = min(round(box.left * width), width - w), min(round(box.top * height), height - h)
+        crops.append(F.resized_crop(frame, top, left, h, w, [size, size],
+                                    interpolation=F.InterpolationMode.BICUBIC, antialias=True))
+    return torch.stack(crops)
+
+
+def make_loader(stream: ClipStream, workers: int, pin_memory: bool = False, device: str = "cpu") -> ClipLoader:
     """Batches of ``stream`` from ``workers`` processes (0: in-process), starting at its start positions."""
     per_rank = max(workers, 1)
     loader = DataLoader(
         stream,
         batch_size=stream.batch_size,
         num_workers=workers,
+        collate_fn=collate,
         pin_memory=pin_memory,
         worker_init_fn=_worker_init if workers else None,
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )
     starts = {stream.rank * per_rank + local: stream.start_position(local, per_rank) for local in range(per_rank)}
-    return ClipLoader(loader, starts)
+    return ClipLoader(loader, starts, stream.image_size, device)
 
 
 def worker_count(requested: int | None) -> int:

@@ -69,8 +69,9 @@ class LARS(torch.optim.Optimizer):
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, peak: float) -> float:
-    """Linear warmup from 0 to ``peak`` over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    """BYOL's schedule: ``peak * step / warmup_steps`` during the warm-up (lr 0 at step 0), then cosine
+    decay from ``peak`` to 0 at ``total_steps``; no warm-up when ``warmup_steps`` is 0."""
     if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
+        return peak * step / warmup_steps
     progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))

@@ -1,10 +1,18 @@
 """The contrastive objective of VITO (MoCLR-style InfoNCE between online predictions and EMA targets).
 
-Each view's online prediction must pick out the target projection of *another view of the same
-clip* among the target projections of all clips of the (global) batch for that view. Vectors are
-L2-normalised and scaled to norm ``1/sqrt(tau)`` so a dot product is ``cos / tau``; tau = 0.1 as in
-the paper. The loss is summed over every ordered pair of views ``i != j`` (3 views: 6 terms), so the
-objective is symmetric and every view is both a query and a key.
+The paper's loss (``L^{ij}``, /work/shared/paper/README.md of the project notes; the paper's
+equation): for two views ``i != j`` of a clip, the online prediction of view ``i`` must pick out
+the target projection of view ``j`` among negatives that are target projections of *frames of the
+other videos in the batch*. The default, ``negatives="moclr"``, is the MoCLR/DetCon form of that
+(DeepMind's ``byol_nce_detcon``): the candidates of query ``b`` are the targets of view ``j`` of
+every clip (its positive and B - 1 negatives) and the targets of its own view ``i`` of every
+*other* clip (B - 1 more negatives; its own clip's is masked out), 2B - 1 candidates in all.
+``negatives="mocov3"`` keeps only the first part (B candidates, MoCo v3's form), what videonet used
+before.
+
+Vectors are L2-normalised and scaled to norm ``1/sqrt(tau)`` so a dot product is ``cos / tau``;
+tau = 0.1 as in the paper. The loss is summed over every ordered pair of views ``i != j`` (3 views:
+6 terms) and averaged over the clips, so every view is both a query and a key.
 
 Negatives come from every process: when ``torch.distributed`` is initialised the targets are
 gathered with ``all_gather`` (they carry no gradient, so no autograd-aware gather is needed) and the
@@ -17,6 +25,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+NEGATIVES = ("moclr", "mocov3")
 
 
 def scale(x: torch.Tensor, tau: float) -> torch.Tensor:
@@ -34,13 +44,17 @@ def gather_targets(k: torch.Tensor) -> tuple[torch.Tensor, int]:
     return torch.cat(parts), torch.distributed.get_rank() * k.shape[0]
 
 
-def info_nce(online: list[torch.Tensor], target: list[torch.Tensor], tau: float = 0.1) -> torch.Tensor:
-    """Sum over ordered view pairs (i, j), i != j, of the mean InfoNCE of online[i] against target[j].
+def info_nce(online: list[torch.Tensor], target: list[torch.Tensor], tau: float = 0.1,
+             negatives: str = "moclr") -> torch.Tensor:
+    """Sum over ordered view pairs (i, j), i != j, of the mean InfoNCE of online[i] against target[j]
+    (and, with ``negatives="moclr"``, against the other clips' target[i] as further negatives).
 
     ``online[v]`` and ``target[v]`` are ``(B, D)`` for view ``v``; ``target`` must be detached.
     """
     if len(online) != len(target) or len(online) < 2:
         raise ValueError("info_nce needs the same number (>= 2) of online and target views")
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be one of {', '.join(NEGATIVES)}, not {negatives!r}")
     queries = [scale(q, tau) for q in online]
     keys = []
     offset = 0
@@ -48,9 +62,14 @@ def info_nce(online: list[torch.Tensor], target: list[torch.Tensor], tau: float 
         gathered, offset = gather_targets(scale(k, tau))
         keys.append(gathered)
     labels = torch.arange(online[0].shape[0], device=online[0].device) + offset
+    own = F.one_hot(labels, keys[0].shape[0]).bool()  # each query's own clip among the gathered targets
     loss = online[0].new_zeros((), dtype=torch.float32)
     for i, q in enumerate(queries):
+        same_view = (q @ keys[i].T).masked_fill(own, -math.inf) if negatives == "moclr" else None
         for j, k in enumerate(keys):
             if i != j:
-                loss = loss + F.cross_entropy(q @ k.T, labels)
+                logits = q @ k.T
+                if same_view is not None:
+                    logits = torch.cat([logits, same_view], dim=1)
+                loss = loss + F.cross_entropy(logits, labels)
     return loss

@@ -64,10 +64,12 @@ from videonet.errors import UserError
 from videonet.torch_utils import (
     ARCHS, BACKBONE_FILE, in_run_dir, is_url, join, load_torch, save_torch, setup_distributed, write_backbone,
 )
+from videonet.curation.judge.decoders import DECODERS, resolve_decoder
+from videonet.vito.augment import DeviceAugment
 from videonet.vito.data import ClipStream, make_loader, resolve_shards, worker_count
 from videonet.vito.ema import ema_rate, ema_update
 from videonet.vito.lars import LARS, param_groups, warmup_cosine
-from videonet.vito.loss import info_nce
+from videonet.vito.loss import NEGATIVES, info_nce
 from videonet.vito.model import Online, VitoNet
 from videonet.vito.sampling import SAMPLERS
 
@@ -96,6 +98,7 @@ class TrainConfig:
     proj_hidden: int = 4096
     proj_dim: int = 256
     tau: float = 0.1
+    negatives: str = "moclr"
     base_lr: float = 0.3
     weight_decay: float = 1e-6
     warmup: float = 0.03
@@ -105,6 +108,7 @@ class TrainConfig:
     workers: int | None = None
     shuffle_buffer: int = 256
     device: str = "auto"
+    decoder: str = "auto"
     log_every: int = 10
     save_every: int = 1000
     stop_at: int | None = None
@@ -116,13 +120,13 @@ class TrainConfig:
 
     @property
     def warmup_steps(self) -> int:
-        """Linear warmup length in steps (at least one, so the first step never has lr 0)."""
-        return max(1, round(self.warmup * self.steps))
+        """Linear warmup length in steps (BYOL's: from lr 0 at step 0)."""
+        return round(self.warmup * self.steps)
 
     def validate(self) -> None:
         """One-line UserErrors for settings that cannot work, before anything heavy starts."""
         choices = {"sampler": SAMPLERS, "arch": ARCHS, "pooling": ("attn", "avg"), "scales": (1, 2),
-                   "device": ("auto", "cpu", "cuda")}
+                   "device": ("auto", "cpu", "cuda"), "negatives": NEGATIVES, "decoder": DECODERS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"--{name} must be one of {', '.join(map(str, allowed))}, not {getattr(self, name)!r}")
@@ -148,8 +152,9 @@ def train_step(
     tau: float,
     ema: float,
     amp: bool,
+    negatives: str = "moclr",
 ) -> torch.Tensor:
-    """One VITO step on ``views`` ``(B, V, 3, H, W)``: forward both branches, InfoNCE, LARS, EMA.
+    """One VITO step on augmented ``views`` ``(B, V, 3, H, W)``: forward both branches, InfoNCE, LARS, EMA.
 
     All views go through each network as one ``V * B`` batch (view-major), which is faster than V
     separate passes and lets BatchNorm see every view. Returns the detached loss.
@@ -160,7 +165,7 @@ def train_step(
         online_out = online(x).float().chunk(v)
         with torch.no_grad():
             target_out = target(x).float().chunk(v)
-    loss = info_nce(list(online_out), list(target_out), tau)
+    loss = info_nce(list(online_out), list(target_out), tau, negatives)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -316,12 +321,16 @@ def train(cfg: TrainConfig) -> Path:
             target = nn.SyncBatchNorm.convert_sync_batchnorm(target)
         online = nn.parallel.DistributedDataParallel(online, device_ids=[device.index] if amp else None)
 
+    decoder, why = resolve_decoder(cfg.decoder, str(device))
+    if rank == 0 and device.type == "cuda":  # on a CPU the loader decodes with PyAV, nothing to say
+        print(f"--decoder {cfg.decoder}: the loader decodes with {decoder} ({why})", file=sys.stderr)
     stream = ClipStream(
         shards, views=cfg.views, sampler=cfg.sampler, image_size=cfg.image_size, min_scale=cfg.min_scale,
         window=cfg.window, seed=cfg.seed, batch_size=cfg.batch_size // world, start_batch=step,
-        positions=positions, shuffle_buffer=cfg.shuffle_buffer, rank=rank, world=world,
+        positions=positions, shuffle_buffer=cfg.shuffle_buffer, rank=rank, world=world, decoder=decoder,
     )
-    loader = make_loader(stream, workers, pin_memory=amp)
+    loader = make_loader(stream, workers, pin_memory=amp, device=str(device))
+    augment = DeviceAugment(cfg.image_size)
     batches = iter(loader)
     end = min(cfg.steps, cfg.stop_at or cfg.steps)
     log = _Log(out, step) if rank == 0 else None
@@ -346,8 +355,9 @@ def train(cfg: TrainConfig) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = lr
         ema = ema_rate(step, cfg.steps, cfg.ema_base)
-        views = next(batches).to(device, non_blocking=True)
-        loss = train_step(online, target, optimizer, views, cfg.tau, ema, amp)
+        crops, params = next(batches)
+        views = augment(crops.to(device, non_blocking=True), params.to(device, non_blocking=True))
+        loss = train_step(online, target, optimizer, views, cfg.tau, ema, amp, cfg.negatives)
         step += 1
         window_images += views.shape[0] * views.shape[1] * world
         bar.update(1)
