@@ -41,7 +41,7 @@ def lite0():
 
 def curate_options(out: Path, demo_dir: Path, **overrides):
     """``(out, settings)`` of a demo run with the offline classifier and few frames: ``curate(*curate_options(...))``."""
-    from videonet.curation.run import CurateSettings
+    from videonet.curation.settings import CurateSettings
 
     settings = dict(source="demo", demo_dir=str(demo_dir), classifier="efficientnet-lite0",
                     device="cpu", frames=TEST_FRAMES, chunk=TEST_CHUNK, progress=False, shard_size=2)

@@ -346,7 +346,7 @@ def build(directory: Path, demo_dir: Path, base_url: str, www: Path) -> Kit:
 
 def options(out: Path, kit: Kit, catalog: Path, classes: str, **overrides):
     """The curate options of the fault runs (the offline classifier, few frames, tight limits)."""
-    from videonet.curation.run import CurateSettings
+    from videonet.curation.settings import CurateSettings
 
     settings = dict(source=f"catalog:{catalog}", catalog_root=str(kit.root), classes=classes,
                     classifier="efficientnet-lite0", device="cpu", frames=20, chunk=10, clip_batch=1,

@@ -8,6 +8,8 @@ The job server and Flink's jars are the ones ``install.sh`` put into the cache.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +22,7 @@ import pytest
 
 import faultkit
 from test_faults import _snapshot, assert_resumed_like
-from videonet.curation.write.rundir import read_audit, read_metadata
+from videonet.curation.write.rundir import PAUSE_BEFORE_MARKER, read_audit, read_metadata
 
 AUDIT_COLUMNS = ["wnid", "id", "status"]
 
@@ -31,27 +33,30 @@ def _verdicts(out) -> pd.DataFrame:
 
 def test_flink_runner_defaults_fill_only_what_is_not_given():
     from videonet import flink
-    from videonet.curation.run import RunnerSettings
+    from videonet.curation.settings import CurateSettings
+    from videonet.pipelines.runners import beam_flags
 
-    flags = RunnerSettings(runner="FlinkRunner").beam_flags([])
+    flags = beam_flags(CurateSettings.of(runner="FlinkRunner"))
     assert flags == ["--runner=FlinkRunner", "--flink_master=[local]", f"--flink_version={flink.FLINK_VERSION}",
                      f"--flink_job_server_jar={flink.job_server_jar()}", f"--parallelism={os.cpu_count()}",
                      "--environment_type=LOOPBACK"]
     given = ["--flink_master=jm:8081", "--parallelism=64", "--environment_type=DOCKER"]
-    flags = RunnerSettings(runner="FlinkRunner").beam_flags(given)
+    flags = beam_flags(CurateSettings.of(given, runner="FlinkRunner"))
     assert flags[:4] == ["--runner=FlinkRunner", *given] and len(flags) == 6  # + version and jar, no environment
-    assert RunnerSettings().beam_flags(["--direct_num_workers=2"]) == ["--runner=DirectRunner", "--direct_num_workers=2"]
+    assert beam_flags(CurateSettings.of(["--direct_num_workers=2"])) == ["--runner=DirectRunner", "--direct_num_workers=2"]
 
 
+@pytest.mark.slow
 def test_embedded_flink_gets_a_job_server_for_the_pipeline_only():
     """The embedded Flink's job server (its JVM: the run's largest process) is started for the pipeline
     and stopped when it ends, not kept until the Python process exits; a cluster's flags are left alone."""
-    from videonet.curation.run import CurateSettings, job_service
+    from videonet.curation.settings import CurateSettings
     from videonet.flink import _listening
+    from videonet.pipelines.runners import embedded_flink, job_service
 
     with job_service(CurateSettings.of(runner="FlinkRunner")) as served:
         flag = served.beam_args[-1]
-        assert flag.startswith("--job_endpoint=localhost:") and not served.runner.embedded_flink(served.beam_args)
+        assert flag.startswith("--job_endpoint=localhost:") and not embedded_flink(served)
         port = int(flag.rsplit(":", 1)[1])
         assert _listening(port)
     assert not _listening(port)
@@ -68,6 +73,7 @@ def _curate_cli(*args: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_demo_on_embedded_flink_equals_the_direct_runner(demo_run, demo_dir, tmp_path):
     from conftest import TEST_CHUNK, TEST_FRAMES
 
@@ -83,6 +89,7 @@ def test_demo_on_embedded_flink_equals_the_direct_runner(demo_run, demo_dir, tmp
     assert facts["kept"] == len(read_metadata(str(out)))
 
 
+@pytest.mark.slow
 def test_fault_catalog_on_embedded_flink(kit, clean_run, tmp_path):
     """Every fault ends with the status and reason it gets on the DirectRunner; the good clips as in a clean run."""
     out = tmp_path / "faults"
@@ -113,23 +120,42 @@ def _sdk_workers() -> list[int]:
     return pids
 
 
-def _killed_mid_run(command: list[str], out, victim: Callable[[], int | None]) -> int | None:
-    """Run ``command``; once its first shard is being committed, SIGKILL the process ``victim`` names.
-    The run fails or finishes; returns the pid killed (None: the run finished first)."""
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+def _ancestors(pid: int) -> list[int]:
+    chain = []
+    while pid > 1:
+        pid = _parent(pid)
+        chain.append(pid)
+    return chain
+
+
+def _killed_mid_commit(command: list[str], out, paused, victim: Callable[[int], int]) -> int:
+    """Run ``command`` with the SDK workers pausing before a part's metadata; once one is paused,
+    SIGKILL the process ``victim`` names for that worker's pid, and the worker (if still alive: a lost
+    machine's processes die with it). Returns the pid killed."""
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    killed = None
     deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        pid = victim()
-        if pid and (out / "shards").exists() and any((out / "shards").iterdir()):
-            os.kill(pid, signal.SIGKILL)
-            killed = pid
-            break
+    while proc.poll() is None and time.monotonic() < deadline and not paused.exists():
         time.sleep(0.05)
+    worker = int(paused.read_text()) if paused.exists() else None
+    killed = victim(worker) if worker else None
+    if killed:
+        os.kill(killed, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
-    assert killed is not None or proc.returncode == 0, stderr.decode(errors="replace")[-3000:]
+    assert killed is not None, stderr.decode(errors="replace")[-3000:]
+    assert set(_shard_parts(out, "shards", ".tar")) - set(_shard_parts(out, "metadata", ".parquet"))
     print(f"{killed} killed; the run exited {proc.returncode}")
     return killed
+
+
+def _shard_parts(out, directory: str, suffix: str) -> list[str]:
+    return [p.name[: -len(suffix)] for p in (out / directory).glob("*" + suffix)] if (out / directory).exists() else []
 
 
 def _rerun_ends_like(command: list[str], out, expected: dict) -> None:
@@ -138,30 +164,39 @@ def _rerun_ends_like(command: list[str], out, expected: dict) -> None:
     assert_resumed_like(out, expected)
 
 
-def _cluster_command(kit, cluster, out) -> list[str]:
+def _cluster_command(kit, cluster, out, paused=None) -> list[str]:
+    """The fault catalog's good clips on the cluster; with ``paused``, the first SDK worker to commit a
+    part pauses before its metadata (:data:`PAUSE_BEFORE_MARKER`, passed through Beam's PROCESS environment)."""
+    flags = cluster.flags
+    if paused is not None:
+        config = json.loads(flags[-1].split("=", 1)[1])
+        flags = [*flags[:-1], "--environment_config=" + json.dumps({**config, "env": {
+            PAUSE_BEFORE_MARKER: str(paused)}})]
     return [sys.executable, "-m", "videonet", *faultkit.cli_args(out, kit, kit.clean, faultkit.GOOD_CLASSES),
-            "--runner", "FlinkRunner", "--", *cluster.flags]
+            "--runner", "FlinkRunner", "--", *flags]
 
 
+@pytest.mark.slow
 def test_standalone_cluster_survives_a_killed_sdk_worker(kit, clean_run, cluster, tmp_path):
-    """Two TaskManagers, each SDK worker a process: one is SIGKILLed while shards are being committed.
-    The run fails or finishes; rerunning the same command ends exactly like the uninterrupted DirectRunner run."""
+    """Two TaskManagers, each SDK worker a process: the one committing a shard is SIGKILLed between the
+    shard's tar and its metadata. Rerunning the same command ends exactly like the
+    uninterrupted DirectRunner run."""
     assert len([name for name in cluster.pids if name.startswith("taskmanager")]) == 2 and cluster.alive()
-    out = tmp_path / "killed"
-    command = _cluster_command(kit, cluster, out)
-    _killed_mid_run(command, out, lambda: next(iter(_sdk_workers()), None))
+    out, paused = tmp_path / "killed", tmp_path / "paused"
+    killed = _killed_mid_commit(_cluster_command(kit, cluster, out, paused), out, paused, lambda worker: worker)
     assert cluster.alive()  # the TaskManagers outlive their SDK workers
-    _rerun_ends_like(command, out, _snapshot(clean_run))
+    _rerun_ends_like(_cluster_command(kit, cluster, out), out, _snapshot(clean_run))
 
 
+@pytest.mark.slow
 def test_standalone_cluster_survives_a_killed_taskmanager(kit, clean_run, cluster, tmp_path):
-    """A TaskManager SIGKILLed while shards are being committed (its SDK workers lose their runner): the
-    run fails or finishes. Once the cluster has its TaskManager back (``Cluster.revive``: what a
-    supervisor does for a real cluster), rerunning the same command ends exactly like the uninterrupted
-    DirectRunner run: nothing lost, nothing twice."""
-    out = tmp_path / "tm-killed"
-    command = _cluster_command(kit, cluster, out)
-    killed = _killed_mid_run(command, out, lambda: cluster.pids["taskmanager-0"])
-    if killed is not None:
-        assert not cluster.alive() and cluster.revive() == ["taskmanager-0"] and cluster.alive()
-    _rerun_ends_like(command, out, _snapshot(clean_run))
+    """The TaskManager whose SDK worker is committing a shard is SIGKILLed between the shard's tar and
+    its metadata (its SDK workers lose their runner). Once the cluster has its TaskManager back
+    (``Cluster.revive``: what a supervisor does for a real cluster), rerunning the same command ends
+    exactly like the uninterrupted DirectRunner run: nothing lost, nothing twice."""
+    out, paused = tmp_path / "tm-killed", tmp_path / "paused"
+    managers = {pid: name for name, pid in cluster.pids.items() if name.startswith("taskmanager")}
+    killed = _killed_mid_commit(_cluster_command(kit, cluster, out, paused), out, paused,
+                                lambda worker: next(pid for pid in _ancestors(worker) if pid in managers))
+    assert not cluster.alive() and cluster.revive() == [managers[killed]] and cluster.alive()
+    _rerun_ends_like(_cluster_command(kit, cluster, out), out, _snapshot(clean_run))

@@ -12,7 +12,7 @@ from videonet.cli import app
 from videonet.curation.judge.verdicts import (
     FetchFailed, Scanned, TooShort, Undecodable, decode_result, encode_result, verdict_rows,
 )
-from videonet.curation.run import CurateSettings, option_fields, sections_of
+from videonet.curation.settings import CurateSettings, option_fields, sections_of
 from videonet.curation.search import SearchSettings, make_source
 from videonet.errors import UserError
 
@@ -106,7 +106,7 @@ def test_the_local_runner_is_the_fn_api_runner_and_keeps_its_flags():
     from apache_beam.runners.direct.direct_runner import BundleBasedDirectRunner
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from videonet.curation.run import new_pipeline
+    from videonet.pipelines.runners import new_pipeline
 
     local = new_pipeline(CurateSettings.of(beam_args=("--direct_num_workers=2",)))
     assert isinstance(local.runner, FnApiRunner)

@@ -70,7 +70,7 @@ def synonyms_show(
 
 
 def _curate_sections():
-    from videonet.curation.run import CurateSettings, sections_of
+    from videonet.curation.settings import CurateSettings, sections_of
 
     return list(sections_of(CurateSettings))
 
@@ -89,7 +89,8 @@ def curate(
     Beam pipeline options go after `--`, e.g. `-- --direct_num_workers=2 --direct_running_mode=multi_processing`.
     """
     from videonet.curation.report import format_summary
-    from videonet.curation.run import CurateSettings, curate as run_curate, dry_run as build_only
+    from videonet.curation.run import curate as run_curate, dry_run as build_only
+    from videonet.curation.settings import CurateSettings
 
     options = CurateSettings.of(beam_args=list(ctx.args), **settings)
     if dry_run:

@@ -4,7 +4,7 @@
 with Maven: the runner artifact of the installed Beam version when Maven Central serves it, else the
 newest runner release it serves whole (Beam's Python SDK talks to an older Java job server over the
 portable Fn API), as a manifest jar whose class path lists the resolved dependency jars. That is the
-jar ``--runner FlinkRunner`` gets by default (``videonet.curation.run.RunnerSettings``); for the
+jar ``--runner FlinkRunner`` gets by default (``videonet.pipelines.runners.beam_flags``); for the
 embedded Flink, :func:`embedded_job_server` runs it for the length of one pipeline.
 
 ``python -m videonet.flink cluster start|stop|status|revive`` runs a standalone Flink session cluster on this
