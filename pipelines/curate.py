@@ -13,6 +13,8 @@ requests cost (a ``Tally`` per class searched and per batch judged) goes to ``re
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 import zlib
 from typing import Iterable
 
@@ -20,20 +22,28 @@ import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
 from videonet.curation.candidates import INFLECTED, CandidateSettings, ClassCandidates, check_duration, video_identity
-from videonet.curation.client import REQUESTS_SCHEMA, ClientSettings, session
+from videonet.curation.client import (
+    REQUESTS_SCHEMA, CircuitOpen, ClientSettings, Parked, Session, SessionLedger, SiteSession, Tally, backoff_seconds,
+    breaker_trips, home_session, jittered, merge_rows, pacer, read_sessions, session, ydl_params,
+)
 from videonet.curation.judge.classifier import ClassifierSettings
-from videonet.curation.judge.fetch import sweep_stale_downloads
-from videonet.curation.judge.verdicts import judge_clips
+from videonet.curation.judge.fetch import FetchError, fetch_into, sweep_stale_downloads
+from videonet.curation.judge.verdicts import ClipJob, FetchFailed, _is_download, fetched_path, judge_clips, usable_cache
 from videonet.curation.settings import CurateSettings, RunState
 from videonet.curation.search import SEARCH_SCHEMA, Source, search_class
 from videonet.curation.vocabulary.classes import ImageNetClass
-from videonet.curation.write.records import AUDIT_SCHEMA, INVALID_ROW, audit_row, candidate_key, settles
-from videonet.curation.write.rundir import AUDIT, REQUESTS, SEARCH, join
+from videonet.curation.write.records import (
+    AUDIT_SCHEMA, DOWNLOAD_RETRIABLE, INVALID_ROW, audit_row, candidate_key, settles,
+)
+from videonet.curation.write.rundir import AUDIT, REQUESTS, SEARCH, WORK, join
+from videonet.pipelines.runners import job_service, new_pipeline
 from videonet.pipelines.runners import job_service, new_pipeline
 
 AUDIT_TAG = "audit"
 SEARCH_TAG = "search"
 REQUESTS_TAG = "requests"
+DEFERRED_TAG = "deferred"
+ONE_TRY = ClientSettings(retry_attempts=1)  # the download stage retries itself, per session
 
 
 def route(rows: Iterable[dict]):
@@ -80,11 +90,11 @@ class JudgeClips(beam.DoFn):
 
             self.bar = tqdm(desc="clips judged", unit="clip", leave=False)
 
-    def process(self, jobs: list[tuple[str, list[dict]]]):
+    def process(self, jobs: list[ClipJob]):
         s = self.settings
         site = session("download", s.client)
         yield from route(judge_clips(jobs, self.classifier, s.judge, s.fetch, s.candidates.min_duration, self.out,
-                                     site))
+                                     site, s.client.retry_runs))
         if site.tally.requests:
             yield beam.pvalue.TaggedOutput(REQUESTS_TAG, site.tally.row(self.run_id))
         if self.bar is not None:
@@ -93,6 +103,123 @@ class JudgeClips(beam.DoFn):
     def teardown(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def sessions_dir(out: str) -> str:
+    """Where the sessions' parking is shared by every worker and the next run."""
+    return join(out, WORK, "sessions")
+
+
+class FetchBySession(beam.DoFn):
+    """Download URL clips, keyed by the session that fetches them, into the run directory.
+
+    A session's rate must hold across the whole fleet, on any runner: Beam runs a stateful DoFn's
+    elements of one key one at a time, with state that follows the key from worker to worker, so the
+    time of the session's next free slot lives in that state (gaps jittered, never shorter than the
+    session's interval) and two workers can never ask with the same session at once. A retriable
+    failure is retried on the session's clock (``Retry-After`` as said, else backoff); a rate-limit
+    signal that names no wait parks the session for ``--cooldown`` in the run directory's ledger, and
+    its videos go on to the next pass, keyed to another session; in the last pass they are deferred
+    (audited ``download_deferred``) or, with ``--wait-parked``, wait. When most of a session's last
+    downloads fail alike for a set-up reason the breaker stops the run (:class:`CircuitOpen`).
+    """
+
+    NEXT_FREE = beam.transforms.userstate.ReadModifyWriteStateSpec("next_free", beam.coders.FloatCoder())
+    RECENT = beam.transforms.userstate.ReadModifyWriteStateSpec("recent", beam.coders.PickleCoder())
+
+    def __init__(self, settings: CurateSettings, out: str, run_id: str, sessions: tuple[SiteSession, ...],
+                 last: bool):
+        self.settings, self.out, self.run_id, self.last = settings, out, run_id, last
+        self.sessions = {s.name: s for s in sessions}
+
+    def setup(self):
+        sweep_stale_downloads()
+        self.ledger = SessionLedger(sessions_dir(self.out))
+        self.draw = random.Random().random
+
+    def _remember(self, recent, kind: str | None) -> list[str | None]:
+        window = self.settings.client.breaker_window
+        seen = ((recent.read() or []) + [kind])[-window:] if window else []
+        recent.write(seen)
+        return seen
+
+    def process(self, element: tuple[str, ClipJob], next_free=beam.DoFn.StateParam(NEXT_FREE),
+                recent=beam.DoFn.StateParam(RECENT)):
+        name, job = element
+        c, identity = self.settings.client, self.sessions[name]
+        site = Session(pacer("download", ONE_TRY), ydl_params(c, identity), Tally("download"))
+        prefix = self.settings.fetch.judge_prefix
+        attempt = 0
+        while True:
+            parked = self.ledger.parked().get(name)
+            if parked is not None and not (self.last and c.wait_parked):
+                if not self.last:
+                    yield beam.pvalue.TaggedOutput(DEFERRED_TAG, job)
+                else:
+                    until = time.strftime("%H:%M:%S UTC", time.gmtime(parked.until))
+                    yield ClipJob(job.identity, job.candidates, FetchFailed(
+                        f"not asked: session {name} rate-limited ({parked.kind}), parked until {until}", True, True))
+                break
+            now = time.time()
+            slot = max(now, next_free.read() or 0.0, parked.until if parked else 0.0)
+            next_free.write(slot + jittered(identity.interval, c.jitter, self.draw()))
+            if slot > now:
+                time.sleep(slot - now)
+                site.tally.waited_s += slot - now
+            try:
+                fetched = fetch_into(job.candidates[0]["url"], fetched_path(self.out, job.identity, bool(prefix)),
+                                     self.settings.fetch, site, prefix)
+            except FetchError as exc:
+                failure = exc.failure
+                seen = self._remember(recent, failure.kind)
+                tripped = breaker_trips(seen, c.breaker_window, c.breaker_share) if c.breaker_window else None
+                if tripped is not None:
+                    raise CircuitOpen.of(failure, seen.count(tripped), c.breaker_window, name)
+                attempt += 1
+                if failure.rate_limited and (failure.retry_after is None or failure.retry_after > c.retry_max_wait):
+                    self.ledger.park(name, Parked(time.time() + (failure.retry_after or c.cooldown), failure.kind))
+                    if attempt < c.retry_attempts:
+                        continue
+                elif failure.retriable and attempt < c.retry_attempts:
+                    wait = backoff_seconds(attempt - 1, c.retry_backoff, c.retry_max_wait, failure.retry_after)
+                    next_free.write(max(next_free.read() or 0.0, time.time() + wait))
+                    site.tally.retries += 1
+                    continue
+                yield ClipJob(job.identity, job.candidates, FetchFailed.of(exc))
+            else:
+                self._remember(recent, None)
+                yield ClipJob(job.identity, job.candidates, fetched)
+            break
+        yield beam.pvalue.TaggedOutput(REQUESTS_TAG, site.tally.row(self.run_id))
+
+
+class FetchPass(beam.PTransform):
+    """One pass of the download stage: each clip keyed to a session not parked (its home session on
+    the first pass, the next ones after), then fetched; what a parked session could not fetch is the
+    ``deferred`` output, for the next pass."""
+
+    def __init__(self, settings: CurateSettings, out: str, run_id: str, sessions: tuple[SiteSession, ...],
+                 turn: int, last: bool):
+        super().__init__()
+        self.settings, self.out, self.run_id, self.sessions, self.turn, self.last = \
+            settings, out, run_id, sessions, turn, last
+
+    def expand(self, jobs):
+        sessions, turn, ledger_dir = self.sessions, self.turn, sessions_dir(self.out)
+
+        def keyed(job: ClipJob):
+            parked = frozenset(SessionLedger(ledger_dir).parked())
+            return home_session(job.identity, sessions, parked, turn).name, job
+
+        return (jobs
+                | "BySession" >> beam.Map(keyed)
+                | "Fetch" >> beam.ParDo(FetchBySession(self.settings, self.out, self.run_id, sessions, self.last))
+                .with_outputs(DEFERRED_TAG, REQUESTS_TAG, main="fetched"))
+
+
+def needs_fetch(job: ClipJob, out: str, frames: int) -> bool:
+    """A URL clip that its scan cache does not decide: the download stage fetches it."""
+    return _is_download(job.candidates) and usable_cache(out, job.identity, job.candidates, frames) is None
 
 
 class WriteShard(beam.DoFn):
@@ -111,19 +238,28 @@ class WriteShard(beam.DoFn):
         yield part
 
 
+def unsettled(statuses: list[str], rows: list[dict], tries: bool) -> list[dict]:
+    """The rows of a candidate whose audit history (``statuses``) does not settle it; with ``tries``,
+    each carries the number of runs it already failed retriably in (``--retry-runs`` caps them)."""
+    if any(settles(s) for s in statuses):
+        return []
+    failed = sum(s == DOWNLOAD_RETRIABLE for s in statuses)
+    return [{**r, "tries": failed} for r in rows] if tries else rows
+
+
 class SkipAudited(beam.PTransform):
-    """Drop the rows whose (class, video) the audit on disk already has: resume as a join, so the
+    """Drop the rows whose (class, video) the audit on disk already settles: resume as a join, so the
     set of finished candidates is never held in one place (nor pickled into the DoFns)."""
 
-    def __init__(self, audited: beam.PCollection):
+    def __init__(self, audited: beam.PCollection, tries: bool = False):
         super().__init__()
-        self.audited = audited
+        self.audited, self.tries = audited, tries
 
     def expand(self, rows: beam.PCollection) -> beam.PCollection:
         return (
             {"row": rows | "ByCandidate" >> beam.Map(lambda r: (candidate_key(r), r)), "audited": self.audited}
             | "JoinAudit" >> beam.CoGroupByKey()
-            | "Unaudited" >> beam.FlatMap(lambda kv: [] if kv[1]["audited"] else kv[1]["row"])
+            | "Unaudited" >> beam.FlatMap(lambda kv, t: unsettled(kv[1]["audited"], kv[1]["row"], t), self.tries)
         )
 
 
@@ -140,8 +276,7 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
         pipeline
         | "AuditFiles" >> beam.Create([join(out, AUDIT, "*.parquet")])
         | "ReadAudit" >> beam.io.ReadAllFromParquet(columns=["wnid", "id", "status"])
-        | "Settled" >> beam.Filter(lambda r: settles(r["status"]))  # a rerun retries the retriable ones
-        | "AuditedKeys" >> beam.Map(lambda r: (candidate_key(r), None))
+        | "AuditedKeys" >> beam.Map(lambda r: (candidate_key(r), r["status"]))
     )
     searched = (
         pipeline
@@ -166,16 +301,35 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
     )
     pending = (
         searched.candidates
-        | "SkipDone" >> SkipAudited(audited)
+        | "SkipDone" >> SkipAudited(audited, tries=True)
         | "Duration" >> beam.FlatMap(lambda c, m: route([check_duration(c, m)]), settings.candidates.min_duration)
         .with_outputs(AUDIT_TAG, main="ok")
     )
     batch = settings.judge.clip_batch
-    judged = (
+    frames = settings.judge.frames
+    jobs = (
         pending.ok
         | "ByVideo" >> beam.Map(lambda c: (video_identity(c), c))
         | "GroupVideo" >> beam.GroupByKey()
-        | "ClipJobs" >> beam.MapTuple(lambda identity, cands: (identity, sorted(cands, key=lambda c: c["wnid"])))
+        | "ClipJobs" >> beam.MapTuple(lambda identity, cands: ClipJob(identity, sorted(cands, key=lambda c: c["wnid"])))
+        | "ToFetch" >> beam.Partition(lambda job, n: int(needs_fetch(job, out, frames)), 2)
+    )
+    sessions = read_sessions(settings.client)
+    passes = min(len(sessions), 3)  # a parked session's videos go on to up to two other sessions
+    fetched, tallies, waiting = [jobs[0]], [], jobs[1]
+    for turn in range(passes):
+        served = waiting | f"FetchPass{turn}" >> FetchPass(settings, out, run_id, sessions, turn, turn == passes - 1)
+        fetched.append(served.fetched)
+        tallies.append(served[REQUESTS_TAG])
+        waiting = served[DEFERRED_TAG]
+    downloads = (
+        tallies
+        | "DownloadTallies" >> beam.Flatten()
+        | "DownloadRequests" >> beam.CombineGlobally(merge_rows).without_defaults()
+    )
+    judged = (
+        fetched
+        | "AllClipJobs" >> beam.Flatten()
         | "SpreadClips" >> beam.Reshuffle()
         # A fixed batch size (not Beam's adaptive 1..max): memory then depends on --clip-batch, not on
         # how many clips the run has.
@@ -184,7 +338,7 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
                                                                                            main="kept")
     )
     (
-        (searched[REQUESTS_TAG], judged[REQUESTS_TAG])
+        (searched[REQUESTS_TAG], downloads, judged[REQUESTS_TAG])
         | "AllRequests" >> beam.Flatten()
         | "WriteRequests" >> beam.io.WriteToParquet(join(out, REQUESTS, run_id), REQUESTS_SCHEMA, num_shards=1,
                                                     shard_name_template="", file_name_suffix=".parquet")
@@ -208,5 +362,11 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
 def run(settings: CurateSettings, classes: list[ImageNetClass], source: Source, state: RunState,
         shared: Shared | None = None) -> None:
     """Build and run the pipeline to completion."""
-    with job_service(settings) as settings, new_pipeline(settings) as pipeline:
-        build(pipeline, settings, classes, source, state, shared or Shared())
+    try:
+        with job_service(settings) as settings, new_pipeline(settings) as pipeline:
+            build(pipeline, settings, classes, source, state, shared or Shared())
+    except Exception as exc:  # the runner wraps a DoFn's error: the breaker's line is found in its text
+        tripped = CircuitOpen.found_in(f"{exc!r} {exc}")
+        if tripped is None:
+            raise
+        raise tripped from None
