@@ -37,7 +37,6 @@ from videonet.curation.write.records import (
 )
 from videonet.curation.write.rundir import AUDIT, REQUESTS, SEARCH, WORK, join
 from videonet.pipelines.runners import job_service, new_pipeline
-from videonet.pipelines.runners import job_service, new_pipeline
 
 AUDIT_TAG = "audit"
 SEARCH_TAG = "search"
