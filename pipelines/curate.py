@@ -21,7 +21,9 @@ from typing import Iterable
 import apache_beam as beam
 from apache_beam.utils.shared import Shared
 
-from videonet.curation.candidates import INFLECTED, CandidateSettings, ClassCandidates, check_duration, video_identity
+from videonet.curation.candidates import (
+    INFLECTED, CandidateSettings, ClassCandidates, check_duration, kept_elsewhere, video_identity,
+)
 from videonet.curation.client import (
     REQUESTS_SCHEMA, CircuitOpen, ClientSettings, Parked, Session, SessionLedger, SiteSession, Tally, backoff_seconds,
     breaker_trips, home_session, jittered, merge_rows, pacer, read_sessions, session, ydl_params,
@@ -35,7 +37,7 @@ from videonet.curation.vocabulary.classes import ImageNetClass
 from videonet.curation.write.records import (
     AUDIT_SCHEMA, DOWNLOAD_RETRIABLE, INVALID_ROW, audit_row, candidate_key, settles,
 )
-from videonet.curation.write.rundir import AUDIT, REQUESTS, SEARCH, WORK, join
+from videonet.curation.write.rundir import AUDIT, METADATA, REQUESTS, SEARCH, WORK, join
 from videonet.pipelines.runners import job_service, new_pipeline
 
 AUDIT_TAG = "audit"
@@ -262,6 +264,23 @@ class SkipAudited(beam.PTransform):
         )
 
 
+class SkipKeptElsewhere(beam.PTransform):
+    """One class per video across runs: a candidate whose video an earlier run kept under another
+    class becomes a ``kept_for_other_class`` row instead of being fetched again (a join on the
+    video's identity with the metadata on disk, like :class:`SkipAudited`)."""
+
+    def __init__(self, kept: beam.PCollection):
+        super().__init__()
+        self.kept = kept
+
+    def expand(self, rows: beam.PCollection) -> beam.PCollection:
+        return (
+            {"row": rows | "ByVideo" >> beam.Map(lambda r: (video_identity(r), r)), "kept": self.kept}
+            | "JoinKept" >> beam.CoGroupByKey()
+            | "OtherClass" >> beam.FlatMap(lambda kv: [kept_elsewhere(r, kv[1]["kept"]) for r in kv[1]["row"]])
+        )
+
+
 def _writer_key(row: dict, writers: int) -> int:
     return zlib.crc32(row["key"].encode()) % writers
 
@@ -298,10 +317,18 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
                        "source": src.name, "run_id": run}, INVALID_ROW, r["reason"])
             for r in src.invalid_rows()], source, run_id)
     )
+    kept_before = (
+        pipeline
+        | "KeptFiles" >> beam.Create([join(out, METADATA, "*.parquet")])
+        | "ReadKept" >> beam.io.ReadAllFromParquet(columns=["run_id", "wnid", "name", "id", "url", "path"])
+        | "KeptByVideo" >> beam.Map(lambda r: (video_identity(r), r))
+    )
     pending = (
         searched.candidates
         | "SkipDone" >> SkipAudited(audited, tries=True)
-        | "Duration" >> beam.FlatMap(lambda c, m: route([check_duration(c, m)]), settings.candidates.min_duration)
+        | "SkipKeptElsewhere" >> SkipKeptElsewhere(kept_before)
+        | "Duration" >> beam.FlatMap(lambda c, m: route([c if "status" in c else check_duration(c, m)]),
+                                     settings.candidates.min_duration)
         .with_outputs(AUDIT_TAG, main="ok")
     )
     batch = settings.judge.clip_batch

@@ -7,6 +7,8 @@ as too_short before anything is fetched (the paths need not exist) and a run is 
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -50,11 +52,17 @@ def test_a_class_fills_to_exactly_the_cap_at_default_settings(demo_dir, tmp_path
     assert (goldfish["candidates"], goldfish["too_short"], goldfish["over_cap"]) == (5000, 5000, 0)
     assert (goldfish["search_stop"], goldfish["search_requests"]) == ("cap reached", 50)
     assert (tench["candidates"], tench["search_stop"], tench["search_requests"]) == (30, "exhausted", 2)
+    assert (goldfish["stopped"], tench["stopped"]) == ("cap reached after 1 query (50 requests)",
+                                                       "exhausted after 2 queries (2 requests)")
     audit = read_audit(str(out))
     assert len(audit) == 5030 and set(audit["status"]) == {"too_short"}
     assert set(audit[audit["wnid"] == GOLDFISH]["id"]) == {f"v{i}" for i in range(5000)}  # retrieval order
     assert (facts["search_requests"], facts["classes_cap_reached"], facts["classes_exhausted"]) == (52, 1, 1)
-    assert "2 classes in 52 requests; 1 cap reached, 1 exhausted" in format_summary(facts)
+    text = format_summary(facts)
+    assert ("Search: 2 classes searched with 3 queries and 52 requests; 1 reached the cap (--per-class), "
+            "1 exhausted every query, 0 stopped with a failed query.") in text
+    assert "Search requests: 52 (0 rate-limited, 0 retried); no rate: " in text  # a catalog answers in ms
+    assert not re.search(r"[a-z]_[a-z]", text)  # words, not field names
 
 
 @pytest.mark.slow
@@ -76,7 +84,7 @@ def test_paging_dedup_over_cap_and_resume(demo_dir, tmp_path):
     row = _classes(out).loc[GOLDFISH]
     assert (row["search_stop"], row["search_requests"], row["candidates"], row["retrieved"]) == ("cap reached", 3, 11, 9)
     assert (facts["over_cap"], facts["search_errors"]) == (1, 0)
-    assert "over cap: 1" in format_summary(facts)
+    assert "beyond the cap: 1;" in format_summary(facts)
 
     before = read_audit(str(out))
     _curate(out, demo_dir, **{**options, "per_class": 20})  # resume with a larger cap: reads on to the end
@@ -125,23 +133,24 @@ def test_retention_excludes_search_errors_and_the_latest_facts_win():
                           audit_row({**cat, "id": "search:Egyptian kitty"}, SEARCH_ERROR, "HTTP Error 429")])
     searches = pd.DataFrame([
         {"run_id": "20250101T000000-aaaaaa", "wnid": cat["wnid"], "class_index": 285, "name": cat["name"],
-         "search_stop": "exhausted", "search_requests": 9, "search_hits": 2},
+         "search_stop": "exhausted", "search_queries": 2, "search_requests": 9, "search_hits": 2},
         {"run_id": "20250102T000000-bbbbbb", "wnid": cat["wnid"], "class_index": 285, "name": cat["name"],
-         "search_stop": "search error", "search_requests": 3, "search_hits": 2},
+         "search_stop": "search error", "search_queries": 2, "search_requests": 3, "search_hits": 2},
         {"run_id": "20250101T000000-cccccc", "wnid": "n01443537", "class_index": 1, "name": "goldfish",
-         "search_stop": "exhausted", "search_requests": 2, "search_hits": 0},
+         "search_stop": "exhausted", "search_queries": 1, "search_requests": 2, "search_hits": 0},
     ])
     table = retention_table(audit, searches).set_index("wnid")
     row = table.loc[cat["wnid"]]
     assert (row["candidates"], row["search_error"], row["retrieved"], row["retention_pct"]) == (2, 2, 2, 50.0)
     assert (row["search_stop"], row["search_requests"]) == ("search error", 3)
+    assert row["stopped"] == "search error after 2 queries (3 requests)"
     assert table.loc["n01443537", "candidates"] == 0 and table.loc["n01443537", "search_stop"] == "exhausted"
     facts = summary(audit, pd.DataFrame({"shard": ["s"], "duration": [12.0]}), table.reset_index())
     assert (facts["retention_pct"], facts["search_errors"], facts["candidates"], facts["retrieved"]) == (50.0, 2, 2, 2)
     assert (facts["classes"], facts["classes_searched"], facts["classes_search_failed"]) == (1, 2, 1)
     text = format_summary(facts)
-    assert "search errors: 2 failed requests" in text and "retention 50.0%" in text
-    assert "search_error" not in text.split("dropped:")[1]
+    assert "Failed queries: 2 (not candidates" in text and "retention 50.0%" in text
+    assert "search error" not in text.split("Dropped:")[1]
 
 
 class FlakySource:
@@ -152,15 +161,22 @@ class FlakySource:
     def __init__(self, results: dict[str, list[str]], fail: tuple[str, int]):
         self.results, self.fail = results, fail
 
-    def pages(self, term: str, size: int):
-        titles = self.results.get(term, [])
+    def queries(self, term: str):
+        from videonet.curation.search import Query
+
+        return (Query(term, "plain", term),)
+
+    def pages(self, query, size: int, site):
+        titles = self.results.get(query.term, [])
         for page, start in enumerate(range(0, max(len(titles), 1), size)):
-            if (term, page) == self.fail:
-                raise OSError("HTTP Error 429: Too Many Requests")
-            yield [{"id": t, "title": t, "url": f"https://example.org/{t}"} for t in titles[start:start + size]]
+            def read(page=page, start=start):
+                if (query.term, page) == self.fail:
+                    raise OSError("HTTP Error 429: Too Many Requests")
+                return [{"id": t, "title": t, "url": f"https://example.org/{t}"} for t in titles[start:start + size]]
+            yield site.call(read)
 
 
-def test_a_failed_request_ends_its_term_is_audited_and_counted():
+def test_a_failed_request_ends_its_query_is_audited_and_counted():
     from videonet.curation.candidates import ClassCandidates
     from videonet.curation.search import search_class
 
@@ -168,9 +184,12 @@ def test_a_failed_request_ends_its_term_is_audited_and_counted():
     source = FlakySource({"goldfish": [f"goldfish {i}" for i in range(5)], "Carassius auratus": ["Carassius auratus"]},
                          fail=("goldfish", 1))
     rows, facts = search_class(goldfish, source, ClassCandidates(goldfish.terms, cap=10), 2, "run")
-    # page 0, the failure (a 429: retriable, a rerun searches again), the next term
+    # page 0, the failure (a 429: retriable, a rerun searches again), the next term's query
     assert [r.get("status") for r in rows] == [None, None, "search_retriable", None]
-    assert rows[2]["id"] == "search:goldfish" and "429" in rows[2]["reason"]
+    assert rows[2]["id"] == "search:goldfish" and "429" in rows[2]["reason"] and "'plain'" in rows[2]["reason"]
     assert (facts["search_stop"], facts["search_requests"], facts["search_hits"]) == ("search error", 3, 3)
+    assert [(q["term"], q["requests"], q["hits"], q["new"], q["matched"]) for q in facts["queries"]] == [
+        ("goldfish", 2, 2, 2, 2), ("Carassius auratus", 1, 1, 1, 1)]
     rows, facts = search_class(goldfish, source, ClassCandidates(goldfish.terms, cap=2), 2, "run")
-    assert len(rows) == 2 and (facts["search_stop"], facts["search_requests"]) == ("cap reached", 1)
+    assert len(rows) == 2 and (facts["search_stop"], facts["search_requests"], facts["search_queries"]) == (
+        "cap reached", 1, 1)

@@ -14,6 +14,7 @@ from conftest import curate_options
 from localserver import serve
 from videonet.curation.judge.fetch import FETCH_PREFIX, FetchError, FetchSettings, local_video, sweep_stale_downloads
 from videonet.curation.write.rundir import read_audit, read_metadata
+from videonet.curation.client import ClientSettings, session
 from videonet.curation.search.youtube import YoutubeSource
 
 
@@ -35,27 +36,33 @@ def server(demo_dir, tmp_path_factory):
     stop()
 
 
+def _feed_hits(server, term: str, site=None) -> list[dict]:
+    source = YoutubeSource(template=server + "/search.rss?q={term}")
+    [query] = source.queries(term)
+    site = site or session("search", ClientSettings(retry_attempts=1))
+    return [hit for page in source.pages(query, 10, site) for hit in page]
+
+
 def test_search_through_yt_dlp(server):
-    [hits] = YoutubeSource(template=server + "/search.rss?q={term}").pages("Egyptian cat", 10)
-    titles = {h["title"]: h for h in hits}
+    titles = {h["title"]: h for h in _feed_hits(server, "Egyptian cat")}
     assert "Chelsea the Egyptian cat at home" in titles
     assert titles["Chelsea the Egyptian cat at home"]["duration"] == 12.0
 
 
-def test_search_pages_come_from_one_lazy_extraction(server):
-    """Pages of 2 over the 4 results: full, full, then an empty one ends the results; the feed is
-    fetched once however many pages are read, and a page size equal to the results still asks once more."""
+def test_a_template_query_is_one_lazy_extraction_counted_by_its_requests(server):
+    """The feed's 4 results come from one request, which the session counts (yt-dlp's urlopen goes
+    through it): the count is what reached the server, not pages of hits."""
     del SEARCHES[:]
-    pages = list(YoutubeSource(template=server + "/search.rss?q={term}").pages("cat", 2))
-    assert [len(p) for p in pages] == [2, 2, 0] and len({h["id"] for p in pages for h in p}) == 4
-    assert SEARCHES == ["cat"]
-    assert [len(p) for p in YoutubeSource(template=server + "/search.rss?q={term}").pages("cat", 3)] == [3, 1]
+    site = session("search", ClientSettings(retry_attempts=1))
+    hits = _feed_hits(server, "cat", site)
+    assert len({h["id"] for h in hits}) == 4 and {h["kind"] for h in hits} == {"video"}
+    assert SEARCHES == ["cat"] and site.tally.requests == 1
 
 
 @pytest.mark.slow
 def test_curate_with_the_youtube_source_stops_when_the_class_is_full(server, demo_dir, tmp_path):
-    """Pages of one, --per-class 2: the two first matching videos fill the class in two requests and
-    the rest of the results is never read (every clip is too short here, so nothing is fetched)."""
+    """--per-class 2: the two first matching videos fill the class from the feed's one request and the
+    rest of the results is never admitted (every clip is too short here, so nothing is fetched)."""
     from videonet.curation.run import curate
 
     out = tmp_path / "yt-pages"
@@ -64,7 +71,7 @@ def test_curate_with_the_youtube_source_stops_when_the_class_is_full(server, dem
     audit = read_audit(str(out))
     assert sorted(audit["title"]) == ["Chelsea the Egyptian cat at home", "Egyptian cat, the lost upload"]
     assert set(audit["status"]) == {"too_short"} and set(audit["matched_form"]) == {"egyptian cat"}
-    assert (facts["search_requests"], facts["classes_cap_reached"]) == (2, 1)
+    assert (facts["search_requests"], facts["search_queries"], facts["classes_cap_reached"]) == (1, 1, 1)
 
 
 def test_download_through_yt_dlp_and_cleanup(server):

@@ -22,7 +22,9 @@ from importlib import resources
 from typing import Iterable, NamedTuple
 
 from videonet.curation.vocabulary.classes import ImageNetClass
-from videonet.curation.write.records import DUPLICATE, OVER_CAP, TITLE_MISMATCH, TOO_SHORT, audit_row
+from videonet.curation.write.records import (
+    DUPLICATE, LIVE_STREAM, NOT_A_VIDEO, OTHER_CLASS, OVER_CAP, TITLE_MISMATCH, TOO_SHORT, UPCOMING_STREAM, audit_row,
+)
 from videonet.errors import UserError
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
@@ -165,12 +167,29 @@ def match_title(candidate: dict, terms: Iterable[str], inflect: bool = True) -> 
     return {**candidate, "term": found.term, "matched_form": found.form}
 
 
+def check_kind(candidate: dict) -> dict:
+    """Only single videos become candidates: a channel or playlist among the results is audited
+    ``not_a_video`` (downloading one would fetch whatever it holds); a live stream (its length is
+    unknown until it ends) ``live_stream`` and a scheduled one ``upcoming_stream``, neither fetched
+    in this run: a later run searches them again and takes the recording. A hit without ``kind``
+    (a catalog row) is a video."""
+    kind = candidate.get("kind") or "video"
+    if kind in ("channel", "playlist"):
+        return audit_row(candidate, NOT_A_VIDEO, f"a {kind} in the search results, not a single video: never downloaded")
+    if kind == "live":
+        return audit_row(candidate, LIVE_STREAM, "live now: its length is unknown until it ends; a later run looks again")
+    if kind == "upcoming":
+        return audit_row(candidate, UPCOMING_STREAM, "a scheduled stream, not yet started; a later run looks again")
+    return candidate
+
+
 @dataclass
 class ClassCandidates:
     """One class's candidates, admitted one hit at a time in retrieval order (term order, then rank).
 
     Retrieval order makes the result deterministic without sorting: the search of a class runs in
-    one place, page after page, and stops as soon as :attr:`full`. A video already admitted is a
+    one place, page after page, and stops as soon as :attr:`full`. A channel, playlist or stream is
+    audited as such (:func:`check_kind`) and never counts; a video already admitted is a
     ``duplicate``; a title-matched new video once the class holds ``cap`` candidates is ``over_cap``
     (so over-cap hits only come from the page that filled the class: no later page is asked for).
     """
@@ -186,12 +205,18 @@ class ClassCandidates:
         return self.admitted >= self.cap
 
     def admit(self, candidate: dict) -> dict:
-        """The candidate, or its audit row (title_mismatch, duplicate or over_cap)."""
+        """The candidate, or its audit row (not_a_video, title_mismatch, live/upcoming stream, duplicate
+        or over_cap)."""
+        if candidate.get("kind") in ("channel", "playlist"):
+            return check_kind(candidate)
         row = match_title(candidate, self.terms, self.inflect)
         if "status" in row:
             return row
         if row["id"] in self.seen:
             return audit_row(row, DUPLICATE, f"video {row['id']} already a candidate of {row['wnid']}")
+        row = check_kind(row)
+        if "status" in row:
+            return row
         self.seen.add(row["id"])
         if self.full:
             return audit_row(row, OVER_CAP, f"class already has {self.cap} candidates (--per-class)")
@@ -207,6 +232,30 @@ def check_duration(candidate: dict, min_duration: float) -> dict:
     return candidate
 
 
+@lru_cache(maxsize=1 << 16)
+def youtube_video_id(url: str | None) -> str | None:
+    """The YouTube video id a URL names (watch, Shorts, youtu.be, embed, m.youtube forms alike), by
+    yt-dlp's own YouTube URL pattern; None for a channel, a playlist or another site."""
+    if not url or "youtu" not in url:
+        return None
+    from yt_dlp.extractor.youtube import YoutubeIE
+
+    match = YoutubeIE._match_valid_url(url)
+    return match.group("id") if match else None
+
+
 def video_identity(candidate: dict) -> str:
-    """Candidates pointing at the same file or URL are fetched, decoded and classified once."""
-    return candidate.get("path") or candidate.get("url") or candidate["id"]
+    """Candidates pointing at the same video are fetched, decoded and classified once: a YouTube
+    video by its id whatever its URL form, anything else by its file or URL."""
+    video = youtube_video_id(candidate.get("url"))
+    return f"youtube:{video}" if video else candidate.get("path") or candidate.get("url") or candidate["id"]
+
+
+def kept_elsewhere(candidate: dict, kept: Iterable[dict]) -> dict:
+    """One class per video across runs too: a video an earlier run of the run directory kept under
+    another class (``kept``: its metadata rows, same :func:`video_identity`) is not fetched again."""
+    other = next((k for k in kept if k["wnid"] != candidate["wnid"]), None)
+    if other is None:
+        return candidate
+    return audit_row(candidate, OTHER_CLASS,
+                     f"video kept under {other['wnid']} ({other['name']}) by run {other['run_id']}")

@@ -25,17 +25,22 @@ from videonet.curation.write.rundir import (
 )
 from videonet.curation.write.records import (
     DOWNLOAD_DEFERRED, GAVE_UP,
-    DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DUPLICATE, KEPT, OVER_CAP, SEARCH_ERROR, SEARCH_RETRIABLE, STATUSES,
-    TITLE_MISMATCH,
+    DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DUPLICATE, KEPT, LIVE_STREAM, NOT_A_VIDEO, OVER_CAP, SEARCH_ERROR,
+    SEARCH_RETRIABLE, STATUSES, TITLE_MISMATCH, UPCOMING_STREAM,
 )
 from videonet.curation.judge.scan import THUMB_PX
 from videonet.curation.report.sheets import Clip, Sheet, contact_sheets
 from videonet.curation.vocabulary.classes import class_name, imagenet1k
 from videonet.curation.write.thumbs import THUMBS
 
-RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP)
+# Hits that are not retrieved videos of the class: loose titles, repeats, beyond the cap, channels and
+# playlists, streams not finished yet.
+RETRIEVED_EXCLUDES = (TITLE_MISMATCH, DUPLICATE, OVER_CAP, NOT_A_VIDEO, LIVE_STREAM, UPCOMING_STREAM)
 SEARCH_FAILURES = (SEARCH_ERROR, SEARCH_RETRIABLE)  # failed requests, not videos
 PAPER_RETENTION_PCT = 24.0  # VITO/VideoNet kept about 24% of retrieved videos
+# A rate over fewer seconds of requests than this says nothing (a local catalog answers a page in
+# microseconds: 0.08 s of requests once read as 82 million an hour): the summary then gives none.
+MIN_RATE_SPAN_S = 60.0
 # The audit columns the report reads (the counts, and the rejected clips' captions): a 5M-hit run's
 # audit holds millions of rows, and every other column would cost memory and nothing else.
 REPORT_COLUMNS = ["run_id", "wnid", "class_index", "name", "id", "title", "status", "reason"]
@@ -59,7 +64,7 @@ def current_rows(audit: pd.DataFrame, searches: pd.DataFrame) -> pd.DataFrame:
 def request_facts(requests: pd.DataFrame) -> dict:
     """Per stage (search, download): requests sent (retries included), 429s and bot checks, retries,
     and the effective rate: requests per hour of the stage's span in each run (first to last request
-    of any worker), over all runs."""
+    of any worker), over all runs; None over less than :data:`MIN_RATE_SPAN_S` seconds."""
     facts = {}
     for stage in ("search", "download"):
         rows = requests[requests["stage"] == stage]
@@ -69,9 +74,21 @@ def request_facts(requests: pd.DataFrame) -> dict:
         facts[f"{stage}_requests"] = sent
         facts[f"{stage}_429s"] = int(rows["rate_limited"].sum())
         facts[f"{stage}_retries"] = int(rows["retries"].sum())
-        facts[f"{stage}_per_hour"] = round(sent / hours, 1) if hours > 0 else None
+        facts[f"{stage}_per_hour"] = round(sent / hours, 1) if hours * 3600 >= MIN_RATE_SPAN_S else None
         facts[f"{stage}_seconds"] = round(hours * 3600, 2)  # the span the rate is measured over
     return facts
+
+
+def stop_words(stop: str | None, queries, requests) -> str:
+    """Why a class's search stopped, in words: "exhausted after 3 queries (95 requests)"."""
+    if stop is None or pd.isna(stop):
+        return "not searched in this run directory"
+    spent = "" if pd.isna(queries) else f" after {_count(queries, 'query', 'queries')}"
+    return f"{stop}{spent}" + ("" if pd.isna(requests) else f" ({_count(requests, 'request', 'requests')})")
+
+
+def _count(n, one: str, many: str) -> str:
+    return f"{int(n):,} {one if int(n) == 1 else many}"
 
 
 def retention_table(audit: pd.DataFrame, searches: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -97,7 +114,10 @@ def retention_table(audit: pd.DataFrame, searches: pd.DataFrame | None = None) -
     table["retrieved"] = table["candidates"] - table[list(RETRIEVED_EXCLUDES)].sum(axis=1)
     table["retention_pct"] = (100.0 * table[KEPT] / table["retrieved"].where(table["retrieved"] > 0)).round(2)
     table["search_stop"] = table["wnid"].map(searched["search_stop"])
+    table["search_queries"] = table["wnid"].map(searched["search_queries"]).astype("Int64")
     table["search_requests"] = table["wnid"].map(searched["search_requests"]).astype("Int64")
+    table["stopped"] = [stop_words(stop, queries, requests) for stop, queries, requests in
+                        zip(table["search_stop"], table["search_queries"], table["search_requests"])]
     # Ambiguous query terms (e.g. 'crane': bird and machine) explain low retention: show them.
     shared = {c.wnid: " | ".join(c.shared_terms) for c in imagenet1k()}
     table["shared_terms"] = table["wnid"].map(shared).fillna("")
@@ -127,6 +147,7 @@ def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame,
         "classes_cap_reached": int(stops.get(CAP_REACHED, 0)),
         "classes_exhausted": int(stops.get(EXHAUSTED, 0)),
         "classes_search_failed": int(stops.get(SEARCH_FAILED, 0)),
+        "search_queries": int(table["search_queries"].sum()),
         "search_requests": int(table["search_requests"].sum()),
         "search_errors": int(by_status[SEARCH_ERROR] + by_status[SEARCH_RETRIABLE]),
         "search_retriable": int(by_status[SEARCH_RETRIABLE]),
@@ -138,6 +159,8 @@ def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame,
         **request_facts(requests if requests is not None else REQUESTS_SCHEMA.empty_table().to_pandas()),
         "candidates": int(table["candidates"].sum()),
         "over_cap": int(by_status[OVER_CAP]),
+        "not_videos": int(by_status[NOT_A_VIDEO]),
+        "streams": int(by_status[LIVE_STREAM] + by_status[UPCOMING_STREAM]),
         "retrieved": retrieved,
         "kept": int(len(metadata)),
         "retention_pct": round(100.0 * len(metadata) / retrieved, 2) if retrieved else None,
@@ -155,7 +178,8 @@ def _plot_png(table: pd.DataFrame, limit: int = 60) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = table.sort_values(["retrieved", "candidates"], ascending=False).head(limit).iloc[::-1]
+    with_candidates = table[table["candidates"] > 0]
+    shown = with_candidates.sort_values(["retrieved", "candidates"], ascending=False).head(limit).iloc[::-1]
     drops = [s for s in STATUSES if s != KEPT and s in shown and shown[s].sum() > 0]
     fig, ax = plt.subplots(figsize=(11, max(2.5, 0.28 * len(shown) + 1.2)))
     left = pd.Series(0, index=shown.index)
@@ -166,7 +190,8 @@ def _plot_png(table: pd.DataFrame, limit: int = 60) -> bytes:
         if pd.notna(row["retention_pct"]):
             ax.text(left.iloc[y], y, f"  {row['retention_pct']:.0f}%", va="center", fontsize=8)
     ax.set_xlabel("candidates (label: kept / retrieved)")
-    ax.set_title(f"Per-class retention ({len(shown)} of {len(table)} classes with the most retrieved)")
+    ax.set_title(f"Per-class retention ({len(shown)} of the {len(with_candidates)} classes with candidates, "
+                 "most retrieved first)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -230,10 +255,32 @@ def _sheet_html(sheet: Sheet) -> str:
             f"rejected by the classifier {sheet.rejected_total}</h3>{''.join(strips)}</section>")
 
 
+# summary.json's keys as the HTML summary words them
+LABELS = {
+    "classes": "classes with candidates", "classes_with_kept_clips": "classes with kept clips",
+    "classes_searched": "classes searched", "classes_cap_reached": "classes that reached the cap",
+    "classes_exhausted": "classes that exhausted every query",
+    "classes_search_failed": "classes stopped with a failed query", "search_queries": "search queries run",
+    "search_requests": "search requests (HTTP, retries included)", "search_errors": "failed queries",
+    "search_retriable": "failed queries a rerun runs again", "download_errors": "permanent download failures",
+    "download_retriable": "download failures a rerun retries", "search_429s": "search requests rate-limited",
+    "search_retries": "search requests retried", "search_per_hour": "search requests an hour (none over a short span)",
+    "search_seconds": "seconds of search requests", "download_requests": "download requests",
+    "download_429s": "download requests rate-limited", "download_retries": "download requests retried",
+    "download_per_hour": "downloads an hour (none over a short span)", "download_seconds": "seconds of downloads",
+    "candidates": "candidates", "over_cap": "title matches beyond the cap", "not_videos": "channels and playlists",
+    "streams": "live or upcoming streams", "retrieved": "retrieved videos (unique title matches)",
+    "kept": "kept clips", "retention_pct": "retention, % of retrieved", "paper_retention_pct": "the paper's retention, %",
+    "shards": "shards", "hours_kept": "hours kept",
+}
+
+
 def _html(table: pd.DataFrame, facts: dict, png: bytes, sheets: list[Sheet]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+    rows = "".join(f"<tr><th>{html.escape(LABELS.get(k, k.replace('_', ' ')))}</th>"
+                   f"<td>{html.escape('' if v is None else _n(v))}</td></tr>"
                    for k, v in facts.items() if k != "by_status")
-    statuses = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in facts["by_status"].items())
+    statuses = "".join(f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{_n(v)}</td></tr>"
+                       for k, v in facts["by_status"].items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>videonet retention report</title>
 <style>{_asset("report.css")}</style></head><body>
 <h1>videonet retention report</h1>
@@ -275,31 +322,47 @@ def build_report(out: str) -> dict:
     return facts
 
 
+def _n(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _rate(facts: dict, stage: str) -> str:
+    """The effective rate, or why there is none (too short a span for a rate to mean anything)."""
+    seconds = facts[f"{stage}_seconds"]
+    if facts[f"{stage}_per_hour"] is None:
+        return f"no rate: {seconds:g} s of requests is too short a span for one"
+    span = f"{seconds / 60:.1f} minutes" if seconds < 7200 else f"{seconds / 3600:.1f} hours"
+    return f"{facts[f'{stage}_per_hour']:,.0f} an hour over {span} of requests"
+
+
 def format_summary(facts: dict) -> str:
-    """The one-screen summary printed at the end of a run and by ``videonet report``."""
-    apart = (KEPT, OVER_CAP, SEARCH_ERROR, SEARCH_RETRIABLE)
+    """The one-screen summary printed at the end of a run and by ``videonet report``: sentences and
+    labelled figures (summary.json keeps the raw keys)."""
+    apart = (KEPT, OVER_CAP, SEARCH_ERROR, SEARCH_RETRIABLE, NOT_A_VIDEO, LIVE_STREAM, UPCOMING_STREAM)
     lines = [
-        f"search: {facts['classes_searched']} classes in {facts['search_requests']} requests; "
-        f"{facts['classes_cap_reached']} {CAP_REACHED}, {facts['classes_exhausted']} {EXHAUSTED}, "
-        f"{facts['classes_search_failed']} stopped by a {SEARCH_FAILED}",
-        f"search errors: {facts['search_errors']} failed requests (not candidates; {facts['search_retriable']} "
-        f"retriable, a rerun retries them)   over cap: {facts['over_cap']} (hits beyond --per-class on a class's "
-        f"last page)",
-        *(f"{stage} requests: {facts[f'{stage}_requests']} ({facts[f'{stage}_429s']} rate-limited, "
-          f"{facts[f'{stage}_retries']} retries), effective rate {facts[f'{stage}_per_hour']}/h over "
-          f"{facts[f'{stage}_seconds']} s of requests"
+        f"Search: {_n(facts['classes_searched'])} classes searched with {_n(facts['search_queries'])} queries and "
+        f"{_n(facts['search_requests'])} requests; {_n(facts['classes_cap_reached'])} reached the cap "
+        f"(--per-class), {_n(facts['classes_exhausted'])} exhausted every query, "
+        f"{_n(facts['classes_search_failed'])} stopped with a failed query.",
+        f"Failed queries: {_n(facts['search_errors'])} (not candidates; {_n(facts['search_retriable'])} retriable, "
+        f"which a rerun runs again).",
+        *(f"{stage.title()} requests: {_n(facts[f'{stage}_requests'])} ({_n(facts[f'{stage}_429s'])} rate-limited, "
+          f"{_n(facts[f'{stage}_retries'])} retried); {_rate(facts, stage)}."
           for stage in ("search", "download") if facts[f"{stage}_requests"]),
-        f"download failures: {facts['download_errors']} permanent, {facts['download_retriable']} retriable "
-        f"(a rerun retries them)",
+        f"Download failures: {_n(facts['download_errors'])} permanent, {_n(facts['download_retriable'])} retriable "
+        f"(a rerun retries them).",
         *([f"Gave up after --retry-runs runs failing retriably: {facts['gave_up']} ("
            + ", ".join(f"{k} {v}" for k, v in facts["gave_up_by_reason"].items()) + ")"]
           if facts["gave_up"] else []),
         *([f"Not asked (every session able to was rate-limited; a rerun asks): {facts['download_deferred']}"]
           if facts["download_deferred"] else []),
-        f"classes: {facts['classes']} with candidates, {facts['classes_with_kept_clips']} with kept clips",
-        f"candidates: {facts['candidates']}   retrieved (unique title matches): {facts['retrieved']}",
-        f"kept: {facts['kept']} clips in {facts['shards']} shards ({facts['hours_kept']} h), "
-        f"retention {facts['retention_pct']}% (paper: ~{PAPER_RETENTION_PCT:g}%)",
-        "dropped: " + ", ".join(f"{k} {v}" for k, v in facts["by_status"].items() if k not in apart and v),
+        f"Classes: {_n(facts['classes'])} with candidates, {_n(facts['classes_with_kept_clips'])} with kept clips.",
+        f"Candidates: {_n(facts['candidates'])}; retrieved videos (unique title matches): {_n(facts['retrieved'])}; "
+        f"beyond the cap: {_n(facts['over_cap'])}; channels and playlists: {_n(facts['not_videos'])}; "
+        f"live or upcoming streams (a later run looks again): {_n(facts['streams'])}.",
+        f"Kept: {_n(facts['kept'])} clips in {_n(facts['shards'])} shards ({facts['hours_kept']} h); retention "
+        f"{facts['retention_pct']}% of retrieved videos (the paper: about {PAPER_RETENTION_PCT:g}%).",
+        "Dropped: " + (", ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in facts["by_status"].items()
+                                  if k not in apart and v) or "none") + ".",
     ]
     return "\n".join(lines)

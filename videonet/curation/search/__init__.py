@@ -1,12 +1,15 @@
 """Search: the title queries of each class, answered page by page by a source (YouTube, a catalog, the demo).
 
-A source answers ``pages(term, size)`` with successive pages of raw hits (dicts with ``id``,
-``title`` and ``url`` or ``path``, optionally ``duration`` and ``uploader``), like a search engine
-would: the title rule is applied afterwards by :func:`videonet.curation.candidates.match_title`, so
-a hit the engine returned loosely is audited as ``title_mismatch`` rather than silently vanishing.
-:func:`search_class` asks for pages only until the class is full (``--per-class`` unique
-title-matched candidates), so the depth per term adapts: a class with one term reads deep, a class
-whose first term fills it never queries the others.
+Each term of a class is searched as the source's *queries* (:meth:`Source.queries`, in a fixed
+order: YouTube's query plan splits a term into many filtered queries, because YouTube answers one
+query with only ~500-1,000 results however deep it is paged; a catalog has one query per term).
+A query answers pages of raw hits (dicts with ``id``, ``title`` and ``url`` or ``path``, optionally
+``duration``, ``uploader`` and ``kind``), like a search engine would: the rules are applied
+afterwards by :class:`videonet.curation.candidates.ClassCandidates`, so a hit the engine returned
+loosely is audited as ``title_mismatch``, and a channel, playlist or live stream with its own status,
+rather than silently vanishing. :func:`search_class` runs queries only until the class is full
+(``--per-class`` unique title-matched videos), so the depth per term adapts: a class with one term
+reads deep, a class whose first query fills it never runs another.
 
 Sources are a registry: a new one is one module with a ``source(arg, settings, client)`` factory plus
 one entry in :data:`SOURCES` (``client``: how to reach a site, for sources that do).
@@ -17,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 from contextlib import closing
-from dataclasses import dataclass, field
-from typing import Generator, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Iterator, Protocol
 
 import pyarrow as pa
 
@@ -28,16 +31,37 @@ from videonet.curation.vocabulary.classes import ImageNetClass
 from videonet.curation.write.records import AUDIT_SCHEMA, SEARCH_ERROR, SEARCH_RETRIABLE, audit_row
 from videonet.errors import UserError
 
-Hit = dict  # id, title, url | path, duration?, uploader?
+Hit = dict  # id, title, url | path, duration?, uploader?, kind? (video, channel, playlist, live, upcoming)
 
 CAP_REACHED, EXHAUSTED, SEARCH_FAILED = "cap reached", "exhausted", "search error"
+QUERY_FACTS = pa.struct([
+    ("term", pa.string()),
+    ("query", pa.string()),  # the plan row's words, e.g. "videos uploaded this week"
+    ("requests", pa.int64()),  # HTTP requests it cost, retries included
+    ("hits", pa.int64()),  # raw results read
+    ("new", pa.int64()),  # results this class had not met in an earlier query
+    ("matched", pa.int64()),  # of those, title-matched videos admitted as candidates
+])
 # One row per class and run under search/<run_id>.parquet: why the search of the class stopped and
-# what it cost (requests count against the source's rate limits). The report keeps each class's latest.
+# what it cost (requests count against the source's rate limits), query by query. The report keeps
+# each class's latest.
 SEARCH_SCHEMA = pa.schema([AUDIT_SCHEMA.field(name) for name in ("run_id", "source", "wnid", "class_index", "name")] + [
     ("search_stop", pa.string()),
+    ("search_queries", pa.int64()),
     ("search_requests", pa.int64()),
     ("search_hits", pa.int64()),
+    ("queries", pa.list_(QUERY_FACTS)),
 ])
+
+
+@dataclass(frozen=True)
+class Query:
+    """One query of a term: what the source is asked (``key``: a URL for YouTube, the term for a
+    catalog; a query's identity within a run) and its plan row in words (``label``)."""
+
+    term: str
+    label: str
+    key: str
 
 
 class Source(Protocol):
@@ -48,9 +72,13 @@ class Source(Protocol):
     def prepare(self) -> None:
         """Driver-side work before a run (validate a catalog, build the demo clips); never on --dry-run."""
 
-    def pages(self, term: str, size: int) -> Generator[list[Hit], None, None]:
-        """The results for ``term``, one page of at most ``size`` hits per search request, read lazily
-        (the caller stops pulling when the class is full); at least one page, possibly empty."""
+    def queries(self, term: str) -> tuple[Query, ...]:
+        """The queries that search ``term``, in the order they are run."""
+
+    def pages(self, query: Query, size: int, site: Session) -> Iterator[list[Hit]]:
+        """The results of ``query``, page by page, read lazily (the caller stops pulling when the
+        class is full); every request goes through ``site`` (paced, retried, counted). ``size``:
+        hits per page where the source decides it (a catalog); YouTube pages as it pleases."""
 
     def invalid_rows(self) -> list[dict]: ...
 
@@ -65,13 +93,15 @@ class SearchSettings:
     """Where titles are searched and how deep."""
 
     source: str = field(default="youtube", metadata={
-        "help": "youtube (yt-dlp search), catalog:PATH (parquet/csv/jsonl), or demo."})
+        "help": "youtube (yt-dlp search, YouTube's query plan), catalog:PATH (parquet/csv/jsonl), or demo."})
     search_page: int = field(default=100, metadata={
-        "help": "Results per search request. A class's terms are searched in table order, page by page, until "
-                "the class holds --per-class unique title-matched candidates or every term is exhausted.",
+        "help": "Results per request of a catalog source (YouTube answers about 20 per request, its own page). "
+                "A class's queries run in order until the class holds --per-class unique title-matched "
+                "candidates or every query is exhausted.",
         "min": 1})
-    search_template: str = field(default="ytsearch{n}:{term}", metadata={
-        "help": "yt-dlp query for the youtube source ({n} becomes 'all': results are read lazily, page by page)."})
+    search_template: str | None = field(default=None, metadata={
+        "help": "youtube source: instead of YouTube's query plan, one yt-dlp URL per term with {term} "
+                "(e.g. a feed that another yt-dlp extractor reads; {n} becomes 'all')."})
     catalog_root: str | None = field(default=None, metadata={"help": "Catalog paths must stay under this directory."})
     demo_dir: str | None = field(default=None, metadata={
         "help": "Where the demo source writes its clips (default: cache)."})
@@ -98,73 +128,70 @@ def stable_id(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
-def search_error_row(cls: ImageNetClass, term: str, source: str, run_id: str, failure: Failure) -> dict:
-    """The audit row of a failed search request (network, extractor or catalog failure): the run goes
-    on; a retriable failure (429, 5xx, timeout, bot check) is ``search_retriable``, which a rerun retries."""
-    row = {**class_fields(cls), "term": term, "id": f"search:{term}", "source": source, "run_id": run_id}
-    return audit_row(row, SEARCH_RETRIABLE if failure.retriable else SEARCH_ERROR, failure.reason)
+def search_error_row(cls: ImageNetClass, query: Query, source: str, run_id: str, failure: Failure) -> dict:
+    """The audit row of a failed query (network, extractor or catalog failure, after the retries): the
+    run goes on with the next query; a retriable failure (429, 5xx, timeout, bot check, incomplete
+    data) is ``search_retriable``, which a rerun retries."""
+    row = {**class_fields(cls), "term": query.term, "id": f"search:{query.key}", "source": source, "run_id": run_id}
+    return audit_row(row, SEARCH_RETRIABLE if failure.retriable else SEARCH_ERROR,
+                     f"query {query.label!r}: {failure.reason}")
 
 
-class _TermPages:
-    """A term's pages as paced, retried requests: a generator that raised is finished, so a retry
-    reopens the term's results and skips the pages already read (a source that pages by offset
-    answers that without asking the site again; yt-dlp's search asks again for them)."""
+@dataclass
+class QueryRun:
+    """What one query cost and brought (a :data:`QUERY_FACTS` item)."""
 
-    def __init__(self, source: Source, term: str, size: int):
-        self.source, self.term, self.size = source, term, size
-        self.pages: Generator[list[Hit], None, None] | None = None
-        self.read = 0
-
-    def next(self) -> list[Hit] | None:
-        if self.pages is None:
-            self.pages = self.source.pages(self.term, self.size)
-            for _ in range(self.read):
-                next(self.pages)
-        try:
-            page = next(self.pages, None)
-        except Exception:
-            self.close()
-            raise
-        self.read += page is not None
-        return page
-
-    def close(self) -> None:
-        if self.pages is not None:
-            self.pages.close()
-            self.pages = None
+    term: str
+    query: str
+    requests: int = 0
+    hits: int = 0
+    new: int = 0
+    matched: int = 0
 
 
 def search_class(cls: ImageNetClass, source: Source, candidates: ClassCandidates, page_size: int,
                  run_id: str, site: Session | None = None) -> tuple[list[dict], dict]:
-    """Search one class until it is full: its terms in table order, each page by page.
+    """Search one class until it is full: its terms in table order, each as the source's queries in
+    plan order, each page by page.
 
-    Stops when ``candidates`` holds its cap (``cap reached``), else when every term has run out of
-    results (``exhausted``) or failed (``search error``: a request that still fails after ``site``'s
-    retries ends that term, audited, and the next term is tried). Returns the candidate and audit
+    Stops when ``candidates`` holds its cap (``cap reached``), else when every query has run out of
+    results (``exhausted``) or some failed (``search error``: a request that still fails after
+    ``site``'s retries ends that query, audited, and the next query is run). A query already run
+    for this class (two terms with the same words) is not run again. Returns the candidate and audit
     rows, and the class's search facts (a :data:`SEARCH_SCHEMA` row); ``site`` (default: one try,
     no rate limit) paces the requests and tallies them, retries and failed ones included.
     """
     site = site or session("search", ClientSettings(retry_attempts=1))
     rows: list[dict] = []
-    hits = 0
+    runs: list[QueryRun] = []
+    asked: set[str] = set()
+    met: set[str] = set()
     failed = False
-    for term in cls.terms:
+    for query in (q for term in cls.terms for q in source.queries(term)):
         if candidates.full:
             break
-        with closing(_TermPages(source, term, page_size)) as pages:
-            while not candidates.full:
-                try:
-                    page = site.call(pages.next)
-                except Exception as exc:
-                    rows.append(search_error_row(cls, term, source.name, run_id, failure_of(exc)))
-                    failed = True
-                    break
-                if page is None:  # the term's results ended with the previous page: nothing was asked
-                    site.tally.not_sent()
-                    break
-                hits += len(page)
-                rows += [candidates.admit(c) for c in hit_candidates(cls, term, page, source.name, run_id)]
+        if query.key in asked:
+            continue
+        asked.add(query.key)
+        run, before = QueryRun(query.term, query.label), site.tally.requests
+        try:
+            with closing(source.pages(query, page_size, site)) as pages:
+                for page in pages:
+                    run.hits += len(page)
+                    run.new += len({h["id"] for h in page} - met)
+                    met |= {h["id"] for h in page}
+                    admitted = [candidates.admit(c) for c in hit_candidates(cls, query.term, page, source.name, run_id)]
+                    run.matched += sum("status" not in r for r in admitted)
+                    rows += admitted
+                    if candidates.full:
+                        break
+        except Exception as exc:
+            rows.append(search_error_row(cls, query, source.name, run_id, failure_of(exc)))
+            failed = True
+        run.requests = site.tally.requests - before
+        runs.append(run)
     stop = CAP_REACHED if candidates.full else SEARCH_FAILED if failed else EXHAUSTED
     facts = {**class_fields(cls), "run_id": run_id, "source": source.name, "search_stop": stop,
-             "search_requests": site.tally.requests, "search_hits": hits}
+             "search_queries": len(runs), "search_requests": site.tally.requests,
+             "search_hits": sum(r.hits for r in runs), "queries": [asdict(r) for r in runs]}
     return rows, facts

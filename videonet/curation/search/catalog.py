@@ -18,11 +18,11 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generator
+from typing import Iterator
 
 from videonet.curation.candidates import implausible_duration, normalize_words, term_forms
-from videonet.curation.client import ClientSettings
-from videonet.curation.search import SearchSettings, stable_id
+from videonet.curation.client import ClientSettings, Session
+from videonet.curation.search import Query, SearchSettings, stable_id
 from videonet.errors import UserError
 
 _STOP_WORDS = frozenset("a an and of the in on for with to de la le s".split())
@@ -238,15 +238,20 @@ class CatalogSource:
             raise UserError(f"catalog {self.path}: none of its {len(self._invalid)} rows can be used{why}")
         self._index = dict(index)
 
-    def pages(self, term: str, size: int) -> Generator[list[dict], None, None]:
+    def queries(self, term: str) -> tuple[Query, ...]:
+        """One query per term: the catalog's keyword index has no filters to split it by."""
+        return (Query(term, "keywords", term),)
+
+    def pages(self, query: Query, size: int, site: Session) -> Iterator[list[dict]]:
         """Rows sharing a content word with the term or its plurals (an engine stems; the title rule
-        decides afterwards), in catalog order, ``size`` per page: offset/limit over the index."""
+        decides afterwards), in catalog order, ``size`` per page: offset/limit over the index, one
+        request of ``site`` per page."""
         self._load()
-        words = {w for form in term_forms(term) for w in form.split()}
+        words = {w for form in term_forms(query.term) for w in form.split()}
         words = {w for w in words if w not in _STOP_WORDS} or words
         found = sorted({i for w in words for i in self._index.get(w, ())})
         for start in range(0, max(len(found), 1), size):
-            yield [dict(self._hits[i]) for i in found[start:start + size]]
+            yield site.call(lambda: [dict(self._hits[i]) for i in found[start:start + size]])
 
     def prepare(self) -> None:
         """Read the catalog once on the driver: an unreadable one is a one-line error here, not a crash

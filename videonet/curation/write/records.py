@@ -19,6 +19,11 @@ REJECTED = "rejected_by_classifier"
 INVALID_ROW = "invalid_catalog_row"
 SEARCH_ERROR = "search_error"
 OTHER_CLASS = "kept_for_other_class"  # one class per video: the video is kept under the class that won it
+NOT_A_VIDEO = "not_a_video"  # a channel or playlist among the search results: never downloaded
+# Streams not finished yet, never fetched in the run that met them: a later run searches again and
+# takes the recording (like the retriable failures below, they are not a candidate's last word).
+LIVE_STREAM = "live_stream"
+UPCOMING_STREAM = "upcoming_stream"
 # Failures that asking again may cure (429, 5xx, timeouts, resets, bot checks), still failing after
 # --retry-attempts: a rerun tries them again, so they are never a candidate's last word on resume.
 DOWNLOAD_RETRIABLE = "download_retriable"
@@ -29,16 +34,18 @@ DOWNLOAD_DEFERRED = "download_deferred"
 # Failed retriably in --retry-runs runs: no rerun asks again; the reason is the last failure's.
 GAVE_UP = "gave_up"
 RETRIABLE_STATUSES = (DOWNLOAD_RETRIABLE, SEARCH_RETRIABLE, DOWNLOAD_DEFERRED)
-STATUSES = (KEPT, TITLE_MISMATCH, DUPLICATE, OVER_CAP, TOO_SHORT, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DOWNLOAD_DEFERRED,
-            GAVE_UP, DECODE_ERROR, REJECTED, OTHER_CLASS, INVALID_ROW, SEARCH_ERROR, SEARCH_RETRIABLE)
+LATER_STATUSES = (LIVE_STREAM, UPCOMING_STREAM)
+STATUSES = (KEPT, TITLE_MISMATCH, DUPLICATE, OVER_CAP, NOT_A_VIDEO, LIVE_STREAM, UPCOMING_STREAM, TOO_SHORT, DOWNLOAD_ERROR,
+            DOWNLOAD_RETRIABLE, DOWNLOAD_DEFERRED, GAVE_UP, DECODE_ERROR, REJECTED, OTHER_CLASS, INVALID_ROW, SEARCH_ERROR,
+            SEARCH_RETRIABLE)
 
 
 
 def settles(status: str) -> bool:
     """Whether an audit row decides its candidate for good, so that a rerun skips it: not a retriable
-    failure (a rerun tries again), nor a ``duplicate`` row (it says only that the video was met again;
-    the candidate's own row decides)."""
-    return status not in RETRIABLE_STATUSES and status != DUPLICATE
+    failure nor a stream not finished yet (a rerun tries again), nor a ``duplicate`` row (it says only
+    that the video was met again; the candidate's own row decides)."""
+    return status not in RETRIABLE_STATUSES and status not in LATER_STATUSES and status != DUPLICATE
 
 
 _CANDIDATE_FIELDS = [

@@ -26,10 +26,10 @@ from videonet.curation.write.rundir import AUDIT, SEARCH, _list, join, write_ato
 
 FINISHED = ".finished.json"
 # Verdicts no rerun changes; a class with any other row (a failed search, a retriable failure, a
-# status a newer videonet adds) is searched again on resume.
+# live or upcoming stream, a status a newer videonet adds) is searched again on resume.
 FINAL_STATUSES = frozenset({"kept", "title_mismatch", "duplicate", "over_cap", "too_short", "download_error",
                             "decode_error", "rejected_by_classifier", "kept_for_other_class", "invalid_catalog_row",
-                            "gave_up"})
+                            "gave_up", "not_a_video"})
 
 
 def settings_key(settings, content: str = "") -> str:
