@@ -133,4 +133,4 @@ def test_cli_exports_and_rejects_bad_input(run_dir: Path, tmp_path: Path) -> Non
     bad = runner.invoke(app, ["train", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "no shards found" in str(bad.exception)
     bad = runner.invoke(app, args[:4] + ["--sampler", "nonsense"])
-    assert "--sampler must be one of" in str(bad.exception)
+    assert "--sampler 'nonsense': expected marginal, fixed, chunked, single" in str(bad.exception)

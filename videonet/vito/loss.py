@@ -26,7 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-NEGATIVES = ("moclr", "mocov3")
+from videonet.vito.config import NEGATIVES
 
 
 def scale(x: torch.Tensor, tau: float) -> torch.Tensor:

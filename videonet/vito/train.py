@@ -51,7 +51,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -60,83 +60,22 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from videonet.curation.judge.decoders import resolve_decoder
 from videonet.errors import UserError
 from videonet.torch_utils import (
-    ARCHS, BACKBONE_FILE, in_run_dir, is_url, join, load_torch, save_torch, setup_distributed, write_backbone,
+    BACKBONE_FILE, in_run_dir, is_url, join, load_torch, save_torch, setup_distributed, write_backbone,
 )
-from videonet.curation.judge.decoders import DECODERS, resolve_decoder
 from videonet.vito.augment import DeviceAugment
+from videonet.vito.config import MODEL_FIELDS, TrainConfig
 from videonet.vito.data import ClipStream, make_loader, resolve_shards, worker_count
 from videonet.vito.ema import ema_rate, ema_update
 from videonet.vito.lars import LARS, param_groups, warmup_cosine
-from videonet.vito.loss import NEGATIVES, info_nce
-from videonet.vito.model import Online, VitoNet
-from videonet.vito.sampling import SAMPLERS
+from videonet.vito.loss import info_nce
+from videonet.vito.model import VitoNet
 
 CHECKPOINT_FORMAT = "videonet.vito.checkpoint/1"
 CHECKPOINT_FILE = "checkpoint.pt"
 ATTENTION_FILE = "attention.pt"
-MODEL_FIELDS = ("arch", "pooling", "scales", "proj_hidden", "proj_dim")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run; saved as ``config.json`` and inside every checkpoint."""
-
-    data: str
-    out: str
-    steps: int = 100_000
-    batch_size: int = 256
-    views: int = 3
-    sampler: str = "marginal"
-    window: float = 2.56
-    image_size: int = 224
-    min_scale: float | None = None
-    arch: str = "resnet50"
-    pooling: str = "attn"
-    scales: int = 2
-    proj_hidden: int = 4096
-    proj_dim: int = 256
-    tau: float = 0.1
-    negatives: str = "moclr"
-    base_lr: float = 0.3
-    weight_decay: float = 1e-6
-    warmup: float = 0.03
-    ema_base: float = 0.996
-    lars_eta: float = 1e-3
-    seed: int = 0
-    workers: int | None = None
-    shuffle_buffer: int = 256
-    device: str = "auto"
-    decoder: str = "auto"
-    log_every: int = 10
-    save_every: int = 1000
-    stop_at: int | None = None
-
-    @property
-    def peak_lr(self) -> float:
-        """The linear scaling rule: base lr x global batch / 256."""
-        return self.base_lr * self.batch_size / 256
-
-    @property
-    def warmup_steps(self) -> int:
-        """Linear warmup length in steps (BYOL's: from lr 0 at step 0)."""
-        return round(self.warmup * self.steps)
-
-    def validate(self) -> None:
-        """One-line UserErrors for settings that cannot work, before anything heavy starts."""
-        choices = {"sampler": SAMPLERS, "arch": ARCHS, "pooling": ("attn", "avg"), "scales": (1, 2),
-                   "device": ("auto", "cpu", "cuda"), "negatives": NEGATIVES, "decoder": DECODERS}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise UserError(f"--{name} must be one of {', '.join(map(str, allowed))}, not {getattr(self, name)!r}")
-        if self.steps < 1 or self.batch_size < 2 or self.views < 2 or self.image_size < 32:
-            raise UserError("need --steps >= 1, --batch-size >= 2, --views >= 2 and --image-size >= 32")
-
-    def build_online(self) -> Online:
-        """A freshly initialised online branch of this shape (the target is a deep copy of its ``net``)."""
-        net = VitoNet(self.arch, self.pooling, self.scales, self.proj_hidden, self.proj_dim)
-        return Online(net, self.proj_hidden, self.proj_dim)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
