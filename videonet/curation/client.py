@@ -229,7 +229,7 @@ RULES: tuple[Rule, ...] = (
                     r"video unavailable|this video is not available|removed by", False),
     Rule("cookies_expired", r"cookies are no longer valid", True, False, ADD_COOKIES),
     Rule("login_required", r"login details are needed|only available for registered users|sign in|"
-                           r"require authentication", True, False, ADD_COOKIES),
+                           r"require authentication|skip=authcheck", True, False, ADD_COOKIES),
     Rule("js_challenge", r"requested format is not available|no video formats|formats may be missing|"
                          r"challenge solving failed|signature solving failed|javascript runtime|po token", True, False,
          INSTALL_DENO),
@@ -663,19 +663,19 @@ def breaker_trips(recent: list[str | None], window: int, share: float) -> str | 
 class CircuitOpen(UserError):
     """Most recent downloads failed alike: the run stops, writing nothing off, and says what to do."""
 
-    MARK = "videonet-circuit-open: "
+    MARK, END = "videonet-circuit-open: ", " (circuit breaker)"
 
     @classmethod
     def of(cls, failure: Failure, count: int, window: int, session: str) -> "CircuitOpen":
         return cls(f"{cls.MARK}stopped: {count} of the last {window} downloads of session {session} failed with "
                    f"{failure.kind} ({failure.reason[:120]}); {failure.advice}. Nothing was written off: rerun the "
-                   "same command when fixed.")
+                   f"same command when fixed.{cls.END}")
 
     @classmethod
     def found_in(cls, text: str) -> "CircuitOpen | None":
         """The breaker's line inside a runner's wrapped error (Beam re-raises a DoFn's exception as text)."""
-        match = re.search(re.escape(cls.MARK) + r"([^\n'\"]+)", text)
-        return cls(match.group(1)) if match else None
+        match = re.search(re.escape(cls.MARK) + "(.*?)" + re.escape(cls.END), text, re.S)
+        return cls(match.group(1).replace("\\'", "'") + cls.END) if match else None
 
 
 @dataclass(frozen=True)
