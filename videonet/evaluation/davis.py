@@ -29,29 +29,11 @@ from tqdm import tqdm
 from videonet.errors import UserError
 from videonet.evaluation.backbone import remove_stride
 from videonet.evaluation.davis_metrics import VOID, ObjectScores, score_sequence, summarize
+from videonet.evaluation.settings import PropagationConfig
 from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, forward_stages
 
 # Maps a normalised image (3, H, W) to a feature map (C, h, w); h, w set the propagation grid.
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class PropagationConfig:
-    """Hyper-parameters of the label propagation: VFS's ResNet-50 DAVIS test configuration by default.
-
-    Sources: ``test_cfg`` of xvjiarui/VFS ``configs/r50_nc_sgd_cos_100e_r5_1xNx2_k400.py``
-    (``precede_frames=20, topk=10, temperature=0.07, neighbor_range=36, with_first=True,
-    with_first_neighbor=True``) and its tracker (``vanilla_tracker.py``: the spatial mask is
-    ``spatial_neighbor(..., mode='circle')``, i.e. distance < neighbor_range // 2 = 18 cells, applied
-    to the first frame too; the first mask is downsampled by ``pil_nearest_interpolate``). CRW and
-    VFS's ResNet-18 use radius 12 (neighbor_range 24) and CRW temperature 0.05: pass those for R18.
-    """
-
-    n_context: int = 20  # previous frames used as keys, besides the first frame (VFS precede_frames)
-    topk: int = 10  # neighbours each query position takes labels from (VFS topk)
-    radius: float = 18.0  # keys at distance >= radius (feature cells) are ignored (VFS neighbor_range 36 // 2)
-    temperature: float = 0.07  # softmax temperature on cosine affinities (VFS R50 temperature)
-    query_chunk: int = 256  # query positions per affinity block, bounds memory only
 
 
 @dataclass

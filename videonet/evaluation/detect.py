@@ -47,13 +47,11 @@ from tqdm import tqdm
 
 from videonet.errors import UserError
 from videonet.evaluation.finetune import Finetune, Ranks, finetune, gather, shard, split_batch
+from videonet.evaluation.settings import DetectSettings, Workers
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # the first six of COCOeval.stats
 LVIS_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 SCORE_THRESH = 0.05
-DET_DEFAULTS = {"epochs": 26, "batch_size": 16, "lr": 0.01, "weight_decay": 1e-4, "min_size": 800, "max_size": 1333}
-
-
 @dataclass(frozen=True)
 class DetDataset:
     """Where a benchmark's annotation files live (relative to its root) and its per-image detection budget."""
@@ -141,7 +139,7 @@ class BoxSet(Dataset):
         return image.as_subclass(torch.Tensor), {"boxes": boxes.as_subclass(torch.Tensor), "labels": labels}, image_id
 
 
-def build_fcos(backbone: models.ResNet, arch: str, num_classes: int, min_size: int = 800, max_size: int = 1333,
+def build_fcos(backbone: models.ResNet, arch: str, num_classes: int, min_size: int = DetectSettings.min_size, max_size: int = DetectSettings.max_size,
                detections_per_img: int = 100) -> FCOS:
     """torchvision's FCOS (``fcos_resnet50_fpn``'s FPN layout) over a copy of ``backbone``'s weights, all trainable."""
     fpn = resnet_fpn_backbone(backbone_name=arch, weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=5,
@@ -170,7 +168,7 @@ def step_schedule(optimizer: torch.optim.Optimizer, total: int, per_epoch: int) 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: BoxSet, where: Ranks, workers: int = 4) -> list[dict]:
+def predict(model: nn.Module, dataset: BoxSet, where: Ranks, workers: int = Workers.workers) -> list[dict]:
     """Detections of every image in COCO's results format (``bbox`` as x, y, w, h in original pixels)."""
     model = model.to(where.device).eval()
     loader = DataLoader(shard(dataset, where), batch_size=2, num_workers=workers, collate_fn=split_batch)
@@ -229,7 +227,7 @@ def lvis_ap(gt_json: Path, detections: list[dict]) -> dict[str, float]:
 
 
 def evaluate(root: Path, dataset: str, backbone: models.ResNet, arch: str, config: Finetune, where: Ranks,
-             min_size: int = 800, max_size: int = 1333, images_root: Path | None = None,
+             min_size: int = DetectSettings.min_size, max_size: int = DetectSettings.max_size, images_root: Path | None = None,
              ) -> tuple[dict[str, float], list[float], dict[str, int]]:
     """Fine-tune FCOS on the train split and score val; returns (metrics, per-step losses, split sizes)."""
     spec = _spec(dataset)

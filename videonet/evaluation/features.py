@@ -11,6 +11,7 @@ from torchvision import datasets, transforms
 from tqdm import tqdm
 
 from videonet.errors import UserError
+from videonet.evaluation.settings import Features
 from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, forward_stages
 
 
@@ -19,7 +20,7 @@ def normalize() -> transforms.Normalize:
     return transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
 
 
-def eval_transform(crop_size: int = 224) -> transforms.Compose:
+def eval_transform(crop_size: int = Features.crop_size) -> transforms.Compose:
     """Resize the short side to crop*256/224 then centre-crop: the standard ImageNet eval view."""
     return transforms.Compose(
         [
@@ -40,7 +41,7 @@ class FeatureSet:
     classes: list[str]
 
 
-def image_folder_splits(root: Path, crop_size: int = 224) -> tuple[datasets.ImageFolder, datasets.ImageFolder]:
+def image_folder_splits(root: Path, crop_size: int = Features.crop_size) -> tuple[datasets.ImageFolder, datasets.ImageFolder]:
     """Open ``root/train`` and ``root/val`` and check that they name the same classes in the same order."""
     if not root.is_dir():
         raise UserError(f"dataset dir {root} does not exist")
@@ -63,7 +64,7 @@ def extract_features(
     model: torch.nn.Module,
     dataset: datasets.ImageFolder,
     device: torch.device,
-    batch_size: int = 64,
+    batch_size: int = Features.batch_size,
     workers: int = 0,
     desc: str = "features",
 ) -> FeatureSet:

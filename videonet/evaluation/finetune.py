@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from tqdm import tqdm
 
 from videonet.errors import UserError
+from videonet.evaluation.settings import Workers
 
 LossFn = Callable[[nn.Module, Any, torch.device], torch.Tensor]
 SchedulerFn = Callable[[torch.optim.Optimizer, int, int], torch.optim.lr_scheduler.LRScheduler]
@@ -39,7 +40,7 @@ class Finetune:
     weight_decay: float
     momentum: float = 0.9
     max_steps: int | None = None  # stop early (smoke runs); None = the full ``epochs``
-    workers: int = 4
+    workers: int = Workers.workers
     seed: int = 0
 
 

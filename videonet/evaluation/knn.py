@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from videonet.evaluation.settings import Knn
+
 
 @torch.no_grad()
 def knn_scores(
@@ -17,8 +19,8 @@ def knn_scores(
     train_labels: torch.Tensor,
     test_features: torch.Tensor,
     num_classes: int,
-    k: int = 20,
-    temperature: float = 0.07,
+    k: int = Knn.k,
+    temperature: float = Knn.temperature,
     chunk: int = 1024,
 ) -> torch.Tensor:
     """Summed vote weight per class, (N_test, num_classes); ``k`` is capped at the training-set size."""
@@ -45,8 +47,8 @@ def knn_accuracy(
     test_features: torch.Tensor,
     test_labels: torch.Tensor,
     num_classes: int,
-    k: int = 20,
-    temperature: float = 0.07,
+    k: int = Knn.k,
+    temperature: float = Knn.temperature,
 ) -> float:
     """Top-1 accuracy of the weighted kNN vote on the test set."""
     return top1(knn_scores(train_features, train_labels, test_features, num_classes, k, temperature), test_labels)

@@ -24,10 +24,8 @@ from tqdm import tqdm
 
 from videonet.errors import UserError
 from videonet.evaluation.knn import top1
+from videonet.evaluation.settings import LinearProbe
 from videonet.torch_utils import load_torch, save_torch
-
-DEFAULT_LRS = (0.01, 0.03, 0.1, 0.3, 1.0)
-
 
 @dataclass
 class LinearHead:
@@ -78,8 +76,8 @@ def fit_linear(
     labels: torch.Tensor,
     num_classes: int,
     lr: float,
-    epochs: int = 100,
-    batch_size: int = 256,
+    epochs: int = LinearProbe.epochs,
+    batch_size: int = LinearProbe.probe_batch_size,
     seed: int = 0,
 ) -> nn.Linear:
     """Train a linear classifier with SGD (Nesterov 0.9, no weight decay) and a cosine lr schedule."""
@@ -118,10 +116,10 @@ def linear_probe(
     val_features: torch.Tensor,
     val_labels: torch.Tensor,
     num_classes: int,
-    lrs: tuple[float, ...] = DEFAULT_LRS,
-    epochs: int = 100,
-    batch_size: int = 256,
-    holdout: float = 0.2,
+    lrs: tuple[float, ...] = LinearProbe.lrs,
+    epochs: int = LinearProbe.epochs,
+    batch_size: int = LinearProbe.probe_batch_size,
+    holdout: float = LinearProbe.holdout,
     seed: int = 0,
     classes: list[str] | None = None,
 ) -> LinearProbeResult:

@@ -31,24 +31,9 @@ from videonet.errors import UserError
 from videonet.evaluation.backbone import LoadedBackbone, load_backbone
 from videonet.evaluation.finetune import Finetune, Ranks
 from videonet.evaluation.results import EvalResult
+from videonet.evaluation.settings import DetectSettings, PaperOptions, SegmentSettings
 
 NO_DATA = "no data"
-
-
-@dataclass(frozen=True)
-class PaperOptions:
-    """Protocol settings shared by the evaluations; the ``None`` ones keep each protocol's own default."""
-
-    arch: str | None = None
-    seed: int = 0
-    workers: int = 4
-    max_steps: int | None = None  # cap every fine-tuning (smoke runs)
-    epochs: int | None = None
-    batch_size: int | None = None
-    crop_size: int = 512  # segmentation crops
-    min_size: int = 800  # detection resize
-    max_size: int = 1333
-    linear_head: Path | None = None  # probe of `eval linear`, for ImageNet-A and ImageNet-Vid-Robust
 
 
 @dataclass(frozen=True)
@@ -148,8 +133,8 @@ def _segment(dataset: str) -> Callable[[Path, str, PaperOptions, Ranks], tuple[d
     def run(root: Path, checkpoint: str, opts: PaperOptions, where: Ranks) -> tuple[dict, dict]:
         from videonet.evaluation import segment
 
-        d, spec = segment.SEG_DEFAULTS, segment.SEG_DATASETS[dataset]
-        config = _finetune(opts, spec.epochs, d["batch_size"], d["lr"], d["weight_decay"])
+        d, spec = SegmentSettings(), segment.SEG_DATASETS[dataset]
+        config = _finetune(opts, spec.epochs, d.batch_size, d.lr, d.weight_decay)
         loaded = load_backbone(checkpoint, opts.arch, opts.seed)
         metrics, _, sizes = segment.evaluate(root, dataset, loaded.model, loaded.arch, config, opts.crop_size, where)
         return metrics, {**config.__dict__, "crop_size": opts.crop_size, **sizes}
@@ -161,8 +146,8 @@ def _detect(dataset: str) -> Callable[[Path, str, PaperOptions, Ranks], tuple[di
     def run(root: Path, checkpoint: str, opts: PaperOptions, where: Ranks) -> tuple[dict, dict]:
         from videonet.evaluation import detect
 
-        d = detect.DET_DEFAULTS
-        config = _finetune(opts, d["epochs"], d["batch_size"], d["lr"], d["weight_decay"])
+        d = DetectSettings()
+        config = _finetune(opts, d.epochs, d.batch_size, d.lr, d.weight_decay)
         images = root if dataset == "coco" or (root / "val2017").is_dir() else root.parent / "coco"
         loaded = load_backbone(checkpoint, opts.arch, opts.seed)
         metrics, _, sizes = detect.evaluate(root, dataset, loaded.model, loaded.arch, config, where,

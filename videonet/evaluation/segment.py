@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from videonet.errors import UserError
 from videonet.evaluation.finetune import Finetune, Ranks, finetune, shard
+from videonet.evaluation.settings import Workers
 from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, stage_channels
 
 IGNORE = 255
@@ -64,9 +65,6 @@ SEG_DATASETS = {
     "pascal": SegDataset("pascal", 21, 45, photometric=False, reduce_zero_label=False),
     "ade20k": SegDataset("ade20k", 150, 60, photometric=True, reduce_zero_label=True),
 }
-SEG_DEFAULTS = {"batch_size": 16, "lr": 0.04, "weight_decay": 0.005, "crop_size": 512}
-
-
 def _require(path: Path, what: str) -> Path:
     if not path.exists():
         raise UserError(f"{path} not found ({what})")
@@ -230,7 +228,7 @@ def scores(confusion: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def test(model: nn.Module, dataset: SegmentationSet, where: Ranks, workers: int = 4) -> dict[str, float]:
+def test(model: nn.Module, dataset: SegmentationSet, where: Ranks, workers: int = Workers.workers) -> dict[str, float]:
     """mIoU of ``model`` on the split: each rank scores its share, the confusion matrices are summed."""
     model = model.to(where.device).eval()
     c = dataset.spec.num_classes

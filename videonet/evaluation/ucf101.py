@@ -30,6 +30,7 @@ Fine-tuning schedules: ``paper`` (default) is Adam at lr 1e-4 for 16 epochs, the
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,26 +42,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from videonet.errors import UserError
+from videonet.evaluation.settings import UCF_SCHEDULES, ClipConfig, UcfSchedule, Workers
 from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, forward_stages, scaled_size, stage_channels
 
 POOLINGS = ("avg", "multiscale", "temporal-attention", "multiscale-concat", "temporal-attention-linear")
 ATTENTION_HIDDEN = 256  # width of the paper head's tanh layer (not given by the paper)
-
-
-@dataclass(frozen=True)
-class ClipConfig:
-    """How clips are cut from videos and what size their frames are."""
-
-    fps: float = 12.0
-    seconds: float = 2.0
-    resize: int = 256  # short side after decoding
-    crop: int = 224  # square crop fed to the backbone
-    test_clips: int = 10
-
-    @property
-    def frames(self) -> int:
-        """Frames per clip (24 for 2 s at 12 fps)."""
-        return max(1, round(self.fps * self.seconds))
 
 
 @dataclass(frozen=True)
@@ -158,7 +144,7 @@ class UCF101Clips(Dataset):
 
     def _crop(self, clips: torch.Tensor) -> torch.Tensor:
         """The same crop (random + flip when training, centre otherwise) for every frame of a clip."""
-        h, w, size = clips.shape[-2], clips.shape[-1], min(self.config.crop, *clips.shape[-2:])
+        h, w, size = clips.shape[-2], clips.shape[-1], min(self.config.crop_size, *clips.shape[-2:])
         if self.train:
             top, left = (int(torch.randint(0, n - size + 1, ())) for n in (h, w))
         else:
@@ -214,28 +200,25 @@ class ClipClassifier(nn.Module):
         return self.head(pooled)
 
 
-SCHEDULES = ("paper", "sgd-cosine")
-
-
 @dataclass
 class TrainConfig:
     """Finetuning schedule: the paper's Adam with step drops by default (see the module docstring)."""
 
     schedule: str = "paper"
-    epochs: int = 16
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 0.0
+    epochs: int = UCF_SCHEDULES["paper"].epochs
+    batch_size: int = UcfSchedule.batch_size
+    lr: float = UCF_SCHEDULES["paper"].lr
+    weight_decay: float = UCF_SCHEDULES["paper"].weight_decay
     milestones: tuple[int, ...] = (6, 10, 14)  # epochs after which the paper schedule multiplies the lr by 0.1
-    workers: int = 4
+    workers: int = Workers.workers
     seed: int = 0
 
     @classmethod
     def for_schedule(cls, schedule: str = "paper", **overrides) -> TrainConfig:
-        """The schedule's own defaults (sgd-cosine: 8 epochs, lr 0.01, weight decay 1e-4), then ``overrides``."""
-        if schedule not in SCHEDULES:
-            raise UserError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {schedule!r}")
-        defaults = {"epochs": 8, "lr": 0.01, "weight_decay": 1e-4} if schedule == "sgd-cosine" else {}
+        """The schedule's own defaults (:data:`UCF_SCHEDULES`), then the ``overrides`` that are not None."""
+        if schedule not in UCF_SCHEDULES:
+            raise UserError(f"--schedule must be one of {', '.join(UCF_SCHEDULES)}, not {schedule!r}")
+        defaults = dataclasses.asdict(UCF_SCHEDULES[schedule])
         return cls(schedule=schedule, **{**defaults, **{k: v for k, v in overrides.items() if v is not None}})
 
     def optimizer(self, params, steps_per_epoch: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, bool]:
@@ -267,7 +250,7 @@ def finetune(model: ClipClassifier, dataset: UCF101Clips, config: TrainConfig, d
 
 
 @torch.no_grad()
-def test(model: ClipClassifier, dataset: UCF101Clips, device: torch.device, workers: int = 4) -> float:
+def test(model: ClipClassifier, dataset: UCF101Clips, device: torch.device, workers: int = Workers.workers) -> float:
     """Video-level top-1: softmax of every clip averaged over the video's clips."""
     model = model.to(device).eval()
     loader = DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers)
