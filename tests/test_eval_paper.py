@@ -26,7 +26,8 @@ def test_only_pascal_present_fills_pascal_and_marks_the_rest(tmp_path: Path) -> 
     results = paper.run_paper(loaded, tmp_path / "data", "rand18", SMOKE, CPU)
     assert [(r.eval, r.dataset) for r in results] == [("segment-pascal", "pascal")]
     paths = paper.write_tables("rand18", results, tmp_path / "out")
-    assert [p.name for p in paths] == ["paper.md", "paper_table1.csv", "paper_scene.csv", "paper_davis.csv"]
+    assert [p.name for p in paths] == ["paper.md", "paper_table1.csv", "paper_scene.csv", "paper_davis.csv",
+                                      "paper_human.csv"]
 
     published = read_published(PACKAGED)
     with (tmp_path / "out" / "paper_scene.csv").open() as f:

@@ -259,3 +259,35 @@ def test_paper_fills_imagenet_a_and_vid_from_the_linear_head(tmp_path: Path) -> 
     header, rows = paper.tables("r18", results)["Table 1"]
     ours = {row[0]: row[1] for row in rows}
     assert ours["IN-A top-1"] == "50.0" and ours["IN-Vid pm0"] == "66.7" and ours["IN-Vid pm10"] == "33.3"
+
+
+def write_all_shape_bias(root: Path) -> Path:
+    """model-vs-human's four shape-bias datasets: cue-conflict laid out as edge, uniform-noise as low-pass."""
+    import shutil
+
+    write_model_vs_human(root)
+    for source, target in (("edge", "cue-conflict"), ("low-pass", "uniform-noise")):
+        shutil.copytree(root / "datasets" / source, root / "datasets" / target)
+        (root / "raw-data" / target).mkdir()
+        for csv_file in (root / "raw-data" / source).glob("*.csv"):
+            (root / "raw-data" / target / csv_file.name.replace(source, target)).write_text(csv_file.read_text())
+    return root
+
+
+def test_paper_sets_model_vs_human_beside_table_3(tmp_path: Path, model: torch.nn.Module) -> None:
+    cat_head().save(tmp_path / "cat.pt")
+    write_model_vs_human(tmp_path / "partial" / "model-vs-human")
+    with pytest.raises(UserError, match="cue-conflict"):  # the paper's four datasets, all of them
+        paper.check_layouts(tmp_path / "partial", tmp_path / "cat.pt")
+    data = tmp_path / "data"
+    root = write_all_shape_bias(data / "model-vs-human")
+    opts = paper.PaperOptions(arch="resnet18", workers=0, linear_head=tmp_path / "cat.pt")
+    results = paper.run_paper(load_backbone("random", arch="resnet18"), data, "r18", opts, Ranks(0, 1, CPU))
+    direct = human.model_vs_human(root, model, cat_head(), CPU, workers=0)
+    header, rows = paper.tables("r18", results)["Human alignment, model-vs-human (Table 3)"]
+    table = {row[0]: dict(zip(header, row)) for row in rows}
+    ec = table["EC / human EC (paper: ceiled EC)"]
+    assert float(ec["r18"]) == pytest.approx(direct["error_consistency_over_human"], abs=5e-4)
+    assert ec["VITO (VideoNet) (paper)"] == "0.422" and ec["R3M (Ego4D)"] == "0.054"  # fractions, as Table 3
+    assert float(ec["difference to the paper"]) == pytest.approx(direct["error_consistency_over_human"] - 0.422, abs=5e-4)
+    assert float(table["observed consistency"]["r18"]) == pytest.approx(direct["observed_consistency"], abs=5e-4)

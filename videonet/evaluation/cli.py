@@ -86,7 +86,7 @@ def _frozen_features(checkpoint: str, data_dir: Path, backbone: S.Backbone, outp
 @app.command("knn")
 @settings_options((*FROZEN, ("knn", S.Knn)))
 def knn_cmd(checkpoint: str = CHECKPOINT, data_dir: Path = IMAGE_FOLDER, **settings) -> None:
-    """Weighted kNN top-1 on frozen global features (k=20, cosine, T=0.07)."""
+    """Weighted kNN top-1 on frozen global features (cosine similarity, votes weighted as in DINO)."""
     from videonet.evaluation.knn import knn_accuracy
 
     backbone, output, features, workers, knn = _sections(settings, S.Backbone, S.Output, S.Features, S.Workers, S.Knn)
@@ -418,7 +418,7 @@ def paper_cmd(
     checkpoint: str = CHECKPOINT,
     data_root: Path = typer.Option(
         ..., help="Folder with any of pascal/, ade20k/, coco/, lvis/, davis/, ucf101/, imagenet-a/, "
-        "imagenet-vid-robust/ (each in its command's layout)."
+        "imagenet-vid-robust/, model-vs-human/ (each in its command's layout)."
     ),
     out: Optional[Path] = typer.Option(None, help="Where paper.md and paper_*.csv go (default RESULTS_DIR)."),
     paper_method: str = typer.Option("VITO (VideoNet)", help="The published row the difference column compares with, "

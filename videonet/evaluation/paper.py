@@ -10,10 +10,12 @@
     DATA_ROOT/ucf101   UCF-101/ and ucfTrainTestlist/                         -> eval ucf101 (paper head and schedule)
     DATA_ROOT/imagenet-a           <wnid>/*.jpg                               -> eval imagenet-a
     DATA_ROOT/imagenet-vid-robust  val/, metadata/, misc/                     -> eval imagenet-vid
+    DATA_ROOT/model-vs-human       datasets/, raw-data/                       -> eval model-vs-human
 
 A missing folder is reported as "no data" (never as 0); a present but broken one stops the run
-before any training with the reader's one-line error. ImageNet-A and ImageNet-Vid classify with
-the probe of ``eval linear`` (``--linear-head``); their folders without one are an error too.
+before any training with the reader's one-line error. ImageNet-A, ImageNet-Vid and model-vs-human
+classify with the probe of ``eval linear`` (``--linear-head``); their folders without one are an
+error too.
 Each evaluation also writes its usual result JSON, so ``eval summary`` sees the same numbers.
 """
 
@@ -45,6 +47,13 @@ class Cell:
     metric: str
     benchmark: str  # vito_published.csv's benchmark ...
     paper_metric: str  # ... and metric
+    percent: bool = True  # shown x100 with one decimal, as the paper prints it (else a fraction, 3 decimals)
+
+    def show(self, value: float | None, signed: bool = False) -> str:
+        """A value in the paper's units (ours are fractions; published percentages are already x100)."""
+        if value is None:
+            return ""
+        return format(value, ("+" if signed else "") + (".1f" if self.percent else ".3f"))
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,16 @@ TABLES = (
         Cell("DAVIS J mean", "davis", "J_mean", "DAVIS 2017", "J mean"),
         Cell("DAVIS F mean", "davis", "F_mean", "DAVIS 2017", "F mean"),
     ), ("B.4",)),
+    # The paper's "ceiled error consistency" is set beside error_consistency_over_human, which may not be
+    # the same quantity (see videonet.evaluation.human).
+    PaperTable("Human alignment, model-vs-human (Table 3)", "paper_human", (
+        Cell("accuracy difference", "model-vs-human", "accuracy_difference", "model-vs-human shape-biased",
+             "accuracy difference", percent=False),
+        Cell("observed consistency", "model-vs-human", "observed_consistency", "model-vs-human shape-biased",
+             "observed consistency", percent=False),
+        Cell("EC / human EC (paper: ceiled EC)", "model-vs-human", "error_consistency_over_human",
+             "model-vs-human shape-biased", "ceiled error consistency", percent=False),
+    ), ("3",)),
 )
 PAPER_METHOD = "VITO (VideoNet)"  # the published row the difference column compares with
 PUBLISHED_CSV = "vito_published.csv"  # the paper's numbers, one a row (a copy of shared/paper/'s)
@@ -187,6 +206,16 @@ def _robustness(kind: str) -> Callable[[Path, str, PaperOptions, Ranks], tuple[d
     return run
 
 
+def _model_vs_human(root: Path, checkpoint: str, opts: PaperOptions, where: Ranks) -> tuple[dict, dict]:
+    from videonet.evaluation import human
+    from videonet.evaluation.linear import LinearHead
+
+    loaded = load_backbone(checkpoint, opts.arch, opts.seed)
+    head = LinearHead.load(opts.linear_head, loaded.feature_dim)
+    metrics = human.model_vs_human(root, loaded.model, head, where.device, workers=opts.workers)
+    return metrics, {"head": str(opts.linear_head), "datasets": list(human.SHAPE_BIAS_DATASETS)}
+
+
 # Folder -> (eval name in the result files, runner, whether every rank takes part). Distributed
 # fine-tunings come first; DAVIS and UCF-101 are single-process and run on rank 0 after them.
 EVALS: dict[str, tuple[str, Callable[[Path, str, PaperOptions, Ranks], tuple[dict, dict]], bool]] = {
@@ -198,12 +227,13 @@ EVALS: dict[str, tuple[str, Callable[[Path, str, PaperOptions, Ranks], tuple[dic
     "ucf101": ("ucf101-multiscale", _ucf101, False),
     "imagenet-a": ("imagenet-a", _robustness("imagenet-a"), False),
     "imagenet-vid-robust": ("imagenet-vid", _robustness("imagenet-vid"), False),
+    "model-vs-human": ("model-vs-human", _model_vs_human, False),
 }
 
 
 def check_layouts(data_root: Path, linear_head: Path | None = None) -> list[str]:
     """The folders present under ``data_root``, each checked by its reader (a broken one is a UserError now)."""
-    from videonet.evaluation import davis, detect, robustness, segment, ucf101
+    from videonet.evaluation import davis, detect, human, robustness, segment, ucf101
 
     if not data_root.is_dir():
         raise UserError(f"--data-root {data_root} does not exist")
@@ -223,6 +253,10 @@ def check_layouts(data_root: Path, linear_head: Path | None = None) -> list[str]
             raise UserError(f"{root} needs the probe of `videonet eval linear`: pass --linear-head (got {linear_head})")
         elif name == "imagenet-a":
             robustness.check_imagenet_a(root)
+        elif name == "model-vs-human":
+            for dataset in human.SHAPE_BIAS_DATASETS:
+                human.read_human_trials(root, dataset)
+                human.list_images(root, dataset)
         else:
             robustness.read_vid_robust(root)
     return present
@@ -246,8 +280,8 @@ def run_paper(loaded: LoadedBackbone, data_root: Path, label: str, opts: PaperOp
 
 
 def _ours(results: list[EvalResult]) -> dict[tuple[str, str], float]:
-    """(folder, metric) -> our value in percent."""
-    return {(r.dataset, m): 100 * v for r in results for m, v in r.metrics.items()}
+    """(folder, metric) -> our value, as a fraction."""
+    return {(r.dataset, m): v for r in results for m, v in r.metrics.items()}
 
 
 def tables(label: str, results: list[EvalResult],
@@ -268,15 +302,13 @@ def tables(label: str, results: list[EvalResult],
         for cell in table.cells:
             key = (cell.benchmark, cell.paper_metric)
             mine, theirs = ours.get((cell.folder, cell.metric)), reference.get(key)
-            diff = f"{mine - theirs:+.1f}" if mine is not None and theirs is not None else ""
-            rows.append([cell.title, NO_DATA if mine is None else f"{mine:.1f}", _fmt(theirs), diff,
-                         *(_fmt(columns[m].get(key)) for m in others)])
+            if mine is not None and cell.percent:
+                mine *= 100
+            diff = cell.show(mine - theirs, signed=True) if mine is not None and theirs is not None else ""
+            rows.append([cell.title, NO_DATA if mine is None else cell.show(mine), cell.show(theirs), diff,
+                         *(cell.show(columns[m].get(key)) for m in others)])
         out[table.title] = (header, rows)
     return out
-
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.1f}"
 
 
 def write_tables(label: str, results: list[EvalResult], out_dir: Path, paper_method: str = PAPER_METHOD) -> list[Path]:
@@ -290,7 +322,7 @@ def write_tables(label: str, results: list[EvalResult], out_dir: Path, paper_met
         with path.open("w", newline="") as f:
             csv.writer(f).writerows([header, *rows])
         paths.append(path)
-    lines.append("Percent. 'no data': no DATA_ROOT folder for it; difference: ours minus the paper, in points; "
+    lines.append("Percent (Table 3: fractions). 'no data': no DATA_ROOT folder for it; difference: ours minus the paper; "
                  "an empty paper cell: not in that table of the paper (ResNet-50 rows of its Tables "
                  f"{', '.join(s for t in TABLES for s in t.sources)}).")
     md = out_dir / "paper.md"

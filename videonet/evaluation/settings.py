@@ -177,7 +177,8 @@ class PaperOptions:
     crop_size: int = setting(SegmentSettings.crop_size, "Segmentation crops.", min=1)
     min_size: int = setting(DetectSettings.min_size, "Detection short side.", min=1)
     max_size: int = setting(DetectSettings.max_size, "Detection long-side cap.", min=1)
-    linear_head: Path | None = setting(None, "Probe of `eval linear` (needed by imagenet-a/ and imagenet-vid-robust/).")
+    linear_head: Path | None = setting(None, "Probe of `eval linear` (needed by imagenet-a/, imagenet-vid-robust/ "
+                                       "and model-vs-human/).")
     # From the shared sections (--arch, --seed, --workers, --steps):
     arch: str | None = setting(None, "", cli=False)
     seed: int = setting(Backbone.seed, "", cli=False)
