@@ -157,7 +157,10 @@ def decode_frames(video: bytes, times: Sequence[float]) -> list[av.VideoFrame]:
                     packet = packets[position]
                     position += 1
                     codec.skip_frame = "NONREF" if _seconds(packet.pts, start, base) < wanted else "DEFAULT"
-                    ready += [f for f in codec.decode(packet) if f.pts is not None]
+                    try:
+                        ready += [f for f in codec.decode(packet) if f.pts is not None]
+                    except av.InvalidDataError:  # a cut-off or corrupt stream ends here, as PyAV's decode() would
+                        position = len(packets)
                 else:
                     codec.skip_frame = "DEFAULT"
                     ready += [f for f in codec.decode(None) if f.pts is not None]
@@ -349,17 +352,24 @@ class ClipLoader:
             self.positions[batch.streams[-1]] = batch.positions[-1]
             views = batch.views
             if batch.clips is not None:
-                views = torch.stack([device_views(clip, self.size, self.device) for clip in batch.clips])
+                decoded = [device_views(clip, self.size, self.device) for clip in batch.clips]
+                good = next((v for v in decoded if v is not None), None)
+                if good is None:
+                    raise ValueError(f"no clip of a batch of {len(decoded)} could be decoded")
+                # An undecodable clip keeps its batch slot (every rank gathers the same batch size) with the
+                # views of another clip: rare (the worker already skipped what does not open).
+                views = torch.stack([v if v is not None else good for v in decoded])
             yield views, batch.params
 
 
-def device_views(clip: Clip, size: int, device: str) -> torch.Tensor:
+def device_views(clip: Clip, size: int, device: str) -> torch.Tensor | None:
     """``(V, 3, size, size)`` uint8 crops of ``clip`` decoded by torchcodec on ``device`` (NVDEC on CUDA).
 
     The frame at/after each time is picked by index from the stream's frame rate (torchcodec's
     approximate seek mode, no scan of the file); crop and bicubic antialiased resize run on the
     device. A clip torchcodec cannot decode is decoded by PyAV instead (the CPU fallback, per clip,
-    as the filter's), so a GPU error loses no sample and the sample stream stays the same.
+    as the filter's), so a GPU error loses no sample and the sample stream stays the same; ``None``
+    (with a warning) when PyAV cannot either.
     """
     from torchcodec.decoders import VideoDecoder
     from torchvision.transforms.v2 import functional as F
@@ -373,8 +383,12 @@ def device_views(clip: Clip, size: int, device: str) -> torch.Tensor:
         frames = decoder.get_frames_at(indices).data
     except (RuntimeError, ValueError, IndexError) as exc:
         warnings.warn(f"torchcodec could not decode a clip, PyAV decodes it: {str(exc).splitlines()[0][:200]}")
-        cpu = decode_frames(clip.video, clip.times)
-        return torch.stack([crop_resize(f, box, size) for f, box in zip(cpu, clip.boxes)]).to(device)
+        try:
+            cpu = decode_frames(clip.video, clip.times)
+            return torch.stack([crop_resize(f, box, size) for f, box in zip(cpu, clip.boxes)]).to(device)
+        except (ValueError, av.FFmpegError) as again:
+            warnings.warn(f"skipping an undecodable clip: {again}")
+            return None
     height, width = frames.shape[-2:]
     crops = []
     for frame, box in zip(frames, clip.boxes):
