@@ -19,6 +19,7 @@ import zlib
 from typing import Iterable
 
 import apache_beam as beam
+from apache_beam.runners.runner import PipelineResult
 from apache_beam.utils.shared import Shared
 
 from videonet.curation.candidates import (
@@ -38,6 +39,7 @@ from videonet.curation.write.records import (
     AUDIT_SCHEMA, DOWNLOAD_RETRIABLE, INVALID_ROW, audit_row, candidate_key, settles,
 )
 from videonet.curation.write.rundir import AUDIT, METADATA, REQUESTS, SEARCH, WORK, join
+from videonet.pipelines.counters import count_drop, count_kept, count_requests
 from videonet.pipelines.runners import job_service, new_pipeline
 
 AUDIT_TAG = "audit"
@@ -236,6 +238,7 @@ class WriteShard(beam.DoFn):
         keys = "|".join(sorted(r["key"] for r in rows))
         part = f"{self.state.run_id}-{hashlib.sha1(keys.encode()).hexdigest()[:12]}"
         commit_part(self.state.out, part, list(rows))
+        count_kept(len(rows))
         yield part
 
 
@@ -351,6 +354,7 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
     downloads = (
         tallies
         | "DownloadTallies" >> beam.Flatten()
+        | "CountDownloads" >> beam.Map(count_requests)
         | "DownloadRequests" >> beam.CombineGlobally(merge_rows).without_defaults()
     )
     judged = (
@@ -364,7 +368,8 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
                                                                                            main="kept")
     )
     (
-        (searched[REQUESTS_TAG], downloads, judged[REQUESTS_TAG])
+        (searched[REQUESTS_TAG] | "CountSearches" >> beam.Map(count_requests), downloads,
+         judged[REQUESTS_TAG] | "CountJudgeRequests" >> beam.Map(count_requests))
         | "AllRequests" >> beam.Flatten()
         | "WriteRequests" >> beam.io.WriteToParquet(join(out, REQUESTS, run_id), REQUESTS_SCHEMA, num_shards=1,
                                                     shard_name_template="", file_name_suffix=".parquet")
@@ -380,17 +385,19 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
         (invalid, searched[AUDIT_TAG], pending[AUDIT_TAG], judged[AUDIT_TAG])
         | "AllDrops" >> beam.Flatten()
         | "OnlyNew" >> SkipAudited(audited)
+        | "CountDrops" >> beam.Map(count_drop)
         | "WriteAudit" >> beam.io.WriteToParquet(join(out, AUDIT, f"drops-{run_id}"), AUDIT_SCHEMA,
                                                  file_name_suffix=".parquet")
     )
 
 
 def run(settings: CurateSettings, classes: list[ImageNetClass], source: Source, state: RunState,
-        shared: Shared | None = None) -> None:
-    """Build and run the pipeline to completion."""
+        shared: Shared | None = None) -> PipelineResult:
+    """Build and run the pipeline to completion; its result holds the counters (:mod:`~videonet.pipelines.counters`)."""
     try:
         with job_service(settings) as settings, new_pipeline(settings) as pipeline:
             build(pipeline, settings, classes, source, state, shared or Shared())
+        return pipeline.result
     except Exception as exc:  # the runner wraps a DoFn's error: the breaker's line is found in its text
         tripped = CircuitOpen.found_in(f"{exc!r} {exc}")
         if tripped is None:

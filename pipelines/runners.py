@@ -14,6 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.flink_runner import MAGIC_HOST_NAMES
 
 from videonet.curation.settings import CurateSettings
+from videonet.quiet import quiet_data_plane_hang_up
 
 
 def _given(beam_args: typing.Sequence[str]) -> set[str]:
@@ -65,6 +66,8 @@ def new_pipeline(settings: CurateSettings) -> beam.Pipeline:
     ``--direct_running_mode``.
     """
     options = PipelineOptions(beam_flags(settings), pickle_library="cloudpickle")
+    if settings.runner.flink:  # its SDK worker may run in this process (LOOPBACK): a quiet end of the job
+        quiet_data_plane_hang_up()
     if not settings.runner.local:
         return beam.Pipeline(options=options)
     from apache_beam.portability.api import beam_provision_api_pb2

@@ -1,4 +1,5 @@
-"""A quiet start: no warnings about Beam's optional extras unless the command needs them.
+"""A quiet start and a quiet end: no warnings about Beam's optional extras unless the command needs them,
+no traceback when a portable runner's data plane hangs up at the end of a successful job.
 
 ``import apache_beam`` imports its BigQuery client stubs
 (``apache_beam/io/gcp/internal/clients/bigquery/__init__.py``), which log "apitools not found, and
@@ -39,3 +40,42 @@ def quiet_optional_extras(argv: Sequence[str]) -> bool:
     if not any(isinstance(f, OptionalExtrasFilter) for f in root.filters):
         root.addFilter(OptionalExtrasFilter())
     return True
+
+
+# The end of a job on a portable runner (Flink): the job server's data plane hangs up on the SDK worker
+# that runs in this process (LOOPBACK), and Beam's reader thread logs "Failed to read inputs in the data
+# plane" with a gRPC CANCELLED traceback, then lets the thread die with it. The job succeeded; a user
+# reads 30 lines of traceback as a failure. Only that exception is dropped: any other is still shown.
+DATA_PLANE_LOGGER = "apache_beam.runners.worker.data_plane"
+DATA_PLANE_READER = "read_grpc_client_inputs"  # the thread Beam reads the data plane in
+HANGING_UP = "Multiplexer hanging up"  # the job server's words when it closes the stream at the job's end
+
+
+def is_hang_up(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is the data plane closed by the runner at the end of a job."""
+    return exc is not None and HANGING_UP in str(exc)
+
+
+class DataPlaneHangUpFilter(logging.Filter):
+    """Drops the data plane's log record of the runner's hang-up (and only that)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and is_hang_up(record.exc_info[1]))
+
+
+def quiet_data_plane_hang_up() -> None:
+    """Install the filter on Beam's data plane logger and let its reader thread end on the hang-up
+    without printing it; idempotent. Call it before running a pipeline on a portable runner."""
+    import threading
+
+    logger = logging.getLogger(DATA_PLANE_LOGGER)
+    if any(isinstance(f, DataPlaneHangUpFilter) for f in logger.filters):
+        return
+    logger.addFilter(DataPlaneHangUpFilter())
+    previous = threading.excepthook
+
+    def excepthook(args: threading.ExceptHookArgs) -> None:
+        if not (args.thread is not None and args.thread.name == DATA_PLANE_READER and is_hang_up(args.exc_value)):
+            previous(args)
+
+    threading.excepthook = excepthook
