@@ -182,11 +182,18 @@ def ucf101_cmd(
     _save(f"ucf101-{pooling}", loaded, label, ucf_dir, metrics, config, output.results_dir)
 
 
-def _explainer(method: str, checkpoint: str, attention: Optional[Path], head: Optional[Path], backbone: S.Backbone):
-    """(backbone, label, map function (image, wnid or None) -> map, config) of ``--method attention|gradient``."""
+def _explainer(method: str, checkpoint: str, attention: Optional[Path], head: Optional[Path], backbone: S.Backbone,
+               device: str = "cpu"):
+    """(backbone, label, map function (image, wnid or None) -> map on the CPU, config) of ``--method attention|gradient``.
+
+    The network (and its attention pooling or probe) runs on ``device``.
+    """
     from functools import partial
 
     from videonet.evaluation import attention_maps
+    from videonet.torch_utils import torch_device
+
+    dev = torch_device(device)
 
     if method not in attention_maps.METHODS:
         raise UserError(f"--method must be one of {', '.join(attention_maps.METHODS)}, not {method!r}")
@@ -200,12 +207,14 @@ def _explainer(method: str, checkpoint: str, attention: Optional[Path], head: Op
         loaded, label = _load(checkpoint, backbone)
         if pool.dims[-1] != loaded.feature_dim:
             raise UserError(f"{path} was trained on {pool.dims[-1]}-d features but the backbone has {loaded.feature_dim}")
-        attend = partial(attention_maps.attention_map, loaded.model, pool)
-        return loaded, label, lambda image, wnid=None: attend(image), {"method": method, "attention": str(path)}
+        attend = partial(attention_maps.attention_map, loaded.model.to(dev), pool.to(dev))
+        return (loaded, label, lambda image, wnid=None: attend(image.to(dev)).cpu(),
+                {"method": method, "attention": str(path)})
     loaded, label = _load(checkpoint, backbone)
-    probe = _head(head, loaded) if head is not None else None
-    explain = partial(attention_maps.gradient_saliency, loaded.model, head=probe)
-    return loaded, label, lambda image, wnid=None: explain(image, target=wnid), {"method": method, "head": str(head)}
+    probe = _head(head, loaded).to(dev) if head is not None else None
+    explain = partial(attention_maps.gradient_saliency, loaded.model.to(dev), head=probe)
+    return (loaded, label, lambda image, wnid=None: explain(image.to(dev), target=wnid).cpu(),
+            {"method": method, "head": str(head)})
 
 
 @app.command("attention")
@@ -254,7 +263,7 @@ def clickme_cmd(
             raise UserError(f"--method gradient explains the ground-truth class: it needs --head and a label in "
                             f"{clickme_dir / 'labels.csv'} for every image"
                             + (f" (none for {', '.join(unlabelled[:3])})" if unlabelled else ""))
-    loaded, label, explain, config = _explainer(method, checkpoint, attention, head, backbone)
+    loaded, label, explain, config = _explainer(method, checkpoint, attention, head, backbone, output.device)
     metrics = clickme.evaluate_clickme(explain, samples).metrics()
     eval_name = "clickme" if method == "attention" else "clickme-gradient"
     _save(eval_name, loaded, label, clickme_dir, metrics, config, output.results_dir)

@@ -41,6 +41,10 @@ class LinearHead:
         """(N, classes) logits of pooled backbone features (N, D)."""
         return self.linear((features.float() - self.mean) / self.std)
 
+    def to(self, device: torch.device) -> LinearHead:
+        """The head on ``device``, beside the backbone it reads (gradient saliency runs there)."""
+        return LinearHead(self.linear.to(device), self.mean.to(device), self.std.to(device), self.classes)
+
     def save(self, path: Path) -> Path:
         """Write the head as a plain tensor dict plus class names (readable with ``weights_only``)."""
         save_torch({"weight": self.linear.weight.detach(), "bias": self.linear.bias.detach(), "mean": self.mean,
