@@ -28,9 +28,8 @@ from tqdm import tqdm
 from videonet.errors import UserError
 from videonet.evaluation.clickme import IMAGE_SUFFIXES
 from videonet.evaluation.features import normalize
+from videonet.evaluation.settings import AttentionGrid
 from videonet.torch_utils import forward_stages, load_torch
-
-METHODS = ("attention", "gradient")
 
 # A normalised image (3, H, W) -> an importance map (H, W) of the same size.
 MapFn = Callable[[torch.Tensor], torch.Tensor]
@@ -105,7 +104,8 @@ def list_images(paths: list[Path]) -> list[Path]:
     return found
 
 
-def draw_grid(map_fn: MapFn, images: list[Path], out: Path, size: int = 224, columns: int = 4) -> Path:
+def draw_grid(map_fn: MapFn, images: list[Path], out: Path, size: int = AttentionGrid.size,
+              columns: int = AttentionGrid.columns) -> Path:
     """Write a PNG grid of the images with their maps (attention or saliency) overlaid (jet, half transparent)."""
     import matplotlib
 

@@ -30,9 +30,6 @@ CHECKPOINT = typer.Argument(
 IMAGE_FOLDER = typer.Argument(..., help="ImageFolder dataset: DATA_DIR/train/<class>/*.jpg and DATA_DIR/val/<class>/*.jpg.")
 HEAD = typer.Option(..., help="The probe saved by `videonet eval linear` (RESULTS_DIR/linear-heads/<name>.pt), trained on "
                     "ImageNet's wnid folders.")
-METHOD = typer.Option("attention", help="attention (VITO's attention pooling, needs attention.pt) | gradient "
-                      "(|d score / d pixel|, max over colour; any ResNet).")
-ATTENTION = typer.Option(None, help="attention.pt (default: CHECKPOINT/attention.pt for a run dir).")
 
 # The sections each kind of command takes (panel name, settings dataclass).
 COMMON = (("checkpoint", S.Backbone), ("output", S.Output))
@@ -125,46 +122,39 @@ def linear_cmd(
 
 
 @app.command("davis")
-@settings_options((*COMMON, ("propagation", S.PropagationConfig)))
+@settings_options((*COMMON, ("sequences", S.DavisRun), ("propagation", S.PropagationConfig)))
 def davis_cmd(
     checkpoint: str = CHECKPOINT,
     davis_dir: Path = typer.Argument(
         ..., help="DAVIS-2017 root: JPEGImages/480p/<seq>/*.jpg, Annotations/480p/<seq>/*.png, ImageSets/2017/<split>.txt."
     ),
-    split: str = typer.Option("val", help="ImageSets/2017/<split>.txt."),
-    sequences: Optional[str] = typer.Option(None, help="Comma-separated subset of the split's sequences."),
-    masks_dir: Optional[Path] = typer.Option(None, help="Where to write the propagated palette PNGs (default RESULTS_DIR/davis-masks/<name>)."),
-    void: str = typer.Option("background", help="Ground-truth void (255) pixels: 'background' (the official "
-                             "semi-supervised scoring) or 'ignore'."),
     **settings,
 ) -> None:
     """Video object segmentation by label propagation with stride-8 res4 features; J and F mean, recall, decay, J&F."""
     from videonet.evaluation import davis
     from videonet.torch_utils import torch_device
 
-    backbone, output, config = _sections(settings, S.Backbone, S.Output, S.PropagationConfig)
+    backbone, output, run, config = _sections(settings, S.Backbone, S.Output, S.DavisRun, S.PropagationConfig)
     loaded, label = _load(checkpoint, backbone)
-    out = masks_dir or output.results_dir / "davis-masks" / label
+    out = run.masks_dir or output.results_dir / "davis-masks" / label
     feature_fn = davis.backbone_feature_fn(loaded.model, torch_device(output.device))
-    chosen = sequences.split(",") if sequences else None
-    metrics, scores = davis.evaluate(davis_dir, feature_fn, out, split, config, chosen, void)
+    chosen = run.sequences.split(",") if run.sequences else None
+    metrics, scores = davis.evaluate(davis_dir, feature_fn, out, run.split, config, chosen, run.void)
     if not metrics:
-        typer.echo(f"{split}: no sequence has every frame annotated; masks written to {out} (nothing scored)")
+        typer.echo(f"{run.split}: no sequence has every frame annotated; masks written to {out} (nothing scored)")
         return
-    cfg = {"split": split, "objects": len(scores), "masks": str(out), "void": void, **config.__dict__}
+    cfg = {"split": run.split, "objects": len(scores), "masks": str(out), "void": run.void, **config.__dict__}
     _save("davis", loaded, label, davis_dir, metrics, cfg, output.results_dir)
 
 
 @app.command("ucf101")
-@settings_options((*COMMON, ("workers", S.Workers), ("clips", S.ClipConfig), ("schedule", S.UcfSchedule)))
+@settings_options((*COMMON, ("workers", S.Workers), ("split and head", S.UcfRun), ("clips", S.ClipConfig),
+                   ("schedule", S.UcfSchedule)))
 def ucf101_cmd(
     checkpoint: str = CHECKPOINT,
     ucf_dir: Path = typer.Argument(
         ..., help="Root with UCF-101/<Class>/v_*.avi and ucfTrainTestlist/{classInd,trainlist0N,testlist0N}.txt."
     ),
-    split: int = typer.Option(1, help="Official split 1, 2 or 3."),
-    pooling: str = typer.Option("multiscale", help="multiscale | temporal-attention (the paper's heads) | avg | "
-                                "multiscale-concat | temporal-attention-linear (earlier variants)."),
     **settings,
 ) -> None:
     """Finetune end to end on 2 s / 12 fps clips (the paper's head and schedule) and report video top-1 (10 clips averaged)."""
@@ -173,16 +163,17 @@ def ucf101_cmd(
     from videonet.evaluation import ucf101
     from videonet.torch_utils import torch_device
 
-    backbone, output, workers, clip, schedule = _sections(settings, S.Backbone, S.Output, S.Workers, S.ClipConfig,
-                                                          S.UcfSchedule)
+    backbone, output, workers, run, clip, schedule = _sections(settings, S.Backbone, S.Output, S.Workers, S.UcfRun,
+                                                               S.ClipConfig, S.UcfSchedule)
     loaded, label = _load(checkpoint, backbone)
     train = ucf101.TrainConfig.for_schedule(**dataclasses.asdict(schedule), workers=workers.workers, seed=backbone.seed)
-    metrics, n_test = ucf101.evaluate(ucf_dir, loaded.model, pooling, torch_device(output.device), split, clip, train)
-    config = {"split": split, "pooling": pooling, "test_videos": n_test, **clip.__dict__, **train.__dict__}
-    _save(f"ucf101-{pooling}", loaded, label, ucf_dir, metrics, config, output.results_dir)
+    metrics, n_test = ucf101.evaluate(ucf_dir, loaded.model, run.pooling, torch_device(output.device), run.split, clip,
+                                      train)
+    config = {"split": run.split, "pooling": run.pooling, "test_videos": n_test, **clip.__dict__, **train.__dict__}
+    _save(f"ucf101-{run.pooling}", loaded, label, ucf_dir, metrics, config, output.results_dir)
 
 
-def _explainer(method: str, checkpoint: str, attention: Optional[Path], head: Optional[Path], backbone: S.Backbone,
+def _explainer(explainer: S.Explainer, checkpoint: str, head: Optional[Path], backbone: S.Backbone,
                device: str = "cpu"):
     """(backbone, label, map function (image, wnid or None) -> map on the CPU, config) of ``--method attention|gradient``.
 
@@ -193,10 +184,7 @@ def _explainer(method: str, checkpoint: str, attention: Optional[Path], head: Op
     from videonet.evaluation import attention_maps
     from videonet.torch_utils import torch_device
 
-    dev = torch_device(device)
-
-    if method not in attention_maps.METHODS:
-        raise UserError(f"--method must be one of {', '.join(attention_maps.METHODS)}, not {method!r}")
+    dev, method, attention = torch_device(device), explainer.method, explainer.attention
     if method == "attention":
         ckpt = Path(checkpoint)
         if attention is None and not ckpt.exists():
@@ -218,36 +206,29 @@ def _explainer(method: str, checkpoint: str, attention: Optional[Path], head: Op
 
 
 @app.command("attention")
-@settings_options((("checkpoint", S.Backbone),))
+@settings_options((("checkpoint", S.Backbone), ("maps", S.Explainer), ("grid", S.AttentionGrid)))
 def attention_cmd(
     checkpoint: str = CHECKPOINT,
     images: list[Path] = typer.Argument(..., help="Image files and/or folders of images to draw."),
-    method: str = METHOD,
-    attention: Optional[Path] = ATTENTION,
     head: Optional[Path] = typer.Option(None, help="gradient: a probe from `eval linear`; the score is its top logit "
                                         "(default: the norm of the pooled layer4 features)."),
-    out: Path = typer.Option(Path("runs/eval/attention.png"), help="PNG grid to write."),
-    size: int = typer.Option(224, help="Images are resized (short side) and centre-cropped to this size."),
-    columns: int = typer.Option(4, help="Grid columns."),
     **settings,
 ) -> None:
     """Overlay attention masks (mean of both scales) or gradient saliency on images (`eval clickme` scores them)."""
     from videonet.evaluation import attention_maps
 
-    (backbone,) = _sections(settings, S.Backbone)
-    _, _, explain, _ = _explainer(method, checkpoint, attention, head, backbone)
-    grid = attention_maps.draw_grid(explain, attention_maps.list_images(images), out, size, columns)
-    typer.echo(f"wrote {grid}")
+    backbone, explainer, grid = _sections(settings, S.Backbone, S.Explainer, S.AttentionGrid)
+    _, _, explain, _ = _explainer(explainer, checkpoint, head, backbone)
+    out = attention_maps.draw_grid(explain, attention_maps.list_images(images), grid.out, grid.size, grid.columns)
+    typer.echo(f"wrote {out}")
 
 
 @app.command("clickme")
-@settings_options((("checkpoint", S.Backbone), ("output", S.Output)))
+@settings_options((*COMMON, ("maps", S.Explainer)))
 def clickme_cmd(
     checkpoint: str = CHECKPOINT,
     clickme_dir: Path = typer.Argument(..., help="images/<name>.jpg, maps/<name>.png|npy (raw human maps, same stem) "
                                        "and labels.csv (name,label: wnid or ImageNet index; needed by --method gradient)."),
-    method: str = METHOD,
-    attention: Optional[Path] = ATTENTION,
     head: Optional[Path] = typer.Option(None, help="gradient: the probe of `eval linear`; the saliency is of its "
                                         "ground-truth class logit."),
     **settings,
@@ -255,17 +236,17 @@ def clickme_cmd(
     """ClickMe alignment as harmonization's evaluate_clickme: Spearman with the blurred human maps, / the 0.65753 ceiling."""
     from videonet.evaluation import clickme
 
-    backbone, output = _sections(settings, S.Backbone, S.Output)
+    backbone, output, explainer = _sections(settings, S.Backbone, S.Output, S.Explainer)
     samples = clickme.read_clickme(clickme_dir)
-    if method == "gradient":
+    if explainer.method == "gradient":
         unlabelled = [s.name for s in samples if s.wnid is None]
         if head is None or unlabelled:
             raise UserError(f"--method gradient explains the ground-truth class: it needs --head and a label in "
                             f"{clickme_dir / 'labels.csv'} for every image"
                             + (f" (none for {', '.join(unlabelled[:3])})" if unlabelled else ""))
-    loaded, label, explain, config = _explainer(method, checkpoint, attention, head, backbone, output.device)
+    loaded, label, explain, config = _explainer(explainer, checkpoint, head, backbone, output.device)
     metrics = clickme.evaluate_clickme(explain, samples).metrics()
-    eval_name = "clickme" if method == "attention" else "clickme-gradient"
+    eval_name = "clickme" if explainer.method == "attention" else "clickme-gradient"
     _save(eval_name, loaded, label, clickme_dir, metrics, config, output.results_dir)
 
 
@@ -345,17 +326,16 @@ def model_vs_human_cmd(
     checkpoint: str = CHECKPOINT,
     mvh_dir: Path = typer.Argument(..., help="A model-vs-human checkout with datasets/<name>/ downloaded and raw-data/<name>/*.csv."),
     head: Path = HEAD,
-    datasets: str = typer.Option(",".join(("edge", "cue-conflict", "low-pass", "uniform-noise")),
-                                 help="Comma-separated model-vs-human datasets."),
+    datasets: str = typer.Option(",".join(S.SHAPE_BIAS_DATASETS), help="Comma-separated model-vs-human datasets."),
     **settings,
 ) -> None:
     """16-class accuracy, accuracy difference, observed and error consistency with human subjects (and / human-human)."""
     from videonet.evaluation import human
 
     chosen = tuple(d for d in datasets.split(",") if d)
-    unknown = sorted(set(chosen) - set(human.SHAPE_BIAS_DATASETS))
+    unknown = sorted(set(chosen) - set(S.SHAPE_BIAS_DATASETS))
     if unknown or not chosen:
-        raise UserError(f"--datasets: {', '.join(unknown) or 'none given'}; choose from {', '.join(human.SHAPE_BIAS_DATASETS)}")
+        raise UserError(f"--datasets: {', '.join(unknown) or 'none given'}; choose from {', '.join(S.SHAPE_BIAS_DATASETS)}")
     loaded, label, output, features, workers, device = _classified(settings, checkpoint)
     metrics = human.model_vs_human(mvh_dir, loaded.model, _head(head, loaded), device, chosen, features.crop_size,
                                    features.batch_size, workers.workers)
@@ -422,16 +402,13 @@ def detect_cmd(
 
 
 @app.command("paper")
-@settings_options((*FINETUNE, ("paper", S.PaperOptions)))
+@settings_options((*FINETUNE, ("paper", S.PaperOptions), ("tables", S.PaperTables)))
 def paper_cmd(
     checkpoint: str = CHECKPOINT,
     data_root: Path = typer.Option(
         ..., help="Folder with any of pascal/, ade20k/, coco/, lvis/, davis/, ucf101/, imagenet-a/, "
         "imagenet-vid-robust/, model-vs-human/ (each in its command's layout)."
     ),
-    out: Optional[Path] = typer.Option(None, help="Where paper.md and paper_*.csv go (default RESULTS_DIR)."),
-    paper_method: str = typer.Option("VITO (VideoNet)", help="The published row the difference column compares with, "
-                                     "e.g. 'Supervised (ImageNet)' when evaluating that baseline."),
     **settings,
 ) -> None:
     """Run every evaluation whose data is under DATA_ROOT; write the paper's tables with its numbers beside ours."""
@@ -439,9 +416,10 @@ def paper_cmd(
     from videonet.evaluation.finetune import ranks
     from videonet.evaluation.results import save_result
 
-    if paper_method not in paper.paper_methods():
-        raise UserError(f"--paper-method {paper_method!r}: choose from {', '.join(paper.paper_methods())}")
-    backbone, output, workers, smoke = _sections(settings, S.Backbone, S.Output, S.Workers, S.Smoke)
+    backbone, output, workers, smoke, tables = _sections(settings, S.Backbone, S.Output, S.Workers, S.Smoke,
+                                                         S.PaperTables)
+    if tables.paper_method not in paper.paper_methods():
+        raise UserError(f"--paper-method {tables.paper_method!r}: choose from {', '.join(paper.paper_methods())}")
     opts = from_flat(S.PaperOptions, settings, arch=backbone.arch, seed=backbone.seed, workers=workers.workers,
                      max_steps=smoke.steps)
     where = ranks(output.device)
@@ -450,7 +428,7 @@ def paper_cmd(
     if where.main:
         for result in results:
             save_result(result, output.results_dir)
-        md, *csvs = paper.write_tables(label, results, out or output.results_dir, paper_method)
+        md, *csvs = paper.write_tables(label, results, tables.out or output.results_dir, tables.paper_method)
         typer.echo(md.read_text().rstrip())
         typer.echo(f"wrote {md}, {', '.join(map(str, csvs))}")
 

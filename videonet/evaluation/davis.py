@@ -29,7 +29,7 @@ from tqdm import tqdm
 from videonet.errors import UserError
 from videonet.evaluation.backbone import remove_stride
 from videonet.evaluation.davis_metrics import VOID, ObjectScores, score_sequence, summarize
-from videonet.evaluation.settings import PropagationConfig
+from videonet.evaluation.settings import DavisRun, PropagationConfig
 from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, forward_stages
 
 # Maps a normalised image (3, H, W) to a feature map (C, h, w); h, w set the propagation grid.
@@ -45,7 +45,7 @@ class DavisSequence:
     annotations: list[Path]
 
 
-def list_sequences(root: Path, split: str = "val", resolution: str = "480p") -> list[DavisSequence]:
+def list_sequences(root: Path, split: str = DavisRun.split, resolution: str = "480p") -> list[DavisSequence]:
     """Read ``ImageSets/2017/<split>.txt`` and the frame and annotation lists of each sequence."""
     split_file = root / "ImageSets" / "2017" / f"{split}.txt"
     if not split_file.is_file():
@@ -167,10 +167,10 @@ def evaluate(
     root: Path,
     feature_fn: FeatureFn,
     out_dir: Path | None,
-    split: str = "val",
+    split: str = DavisRun.split,
     config: PropagationConfig = PropagationConfig(),
     sequences: list[str] | None = None,
-    void: str = "background",
+    void: str = DavisRun.void,
 ) -> tuple[dict[str, float], list[ObjectScores]]:
     """Propagate every sequence of the split, write masks to ``out_dir/<seq>/`` and score J and F.
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from videonet.evaluation.settings import DavisRun
+
 BOUNDARY_TOLERANCE = 0.008
 VOID = 255  # annotation value of pixels nobody labelled
 VOID_MODES = ("background", "ignore")
@@ -112,7 +114,7 @@ class ObjectScores:
 
 
 def score_sequence(name: str, gts: list[np.ndarray], preds: list[np.ndarray], object_ids: list[int],
-                   void: str = "background") -> list[ObjectScores]:
+                   void: str = DavisRun.void) -> list[ObjectScores]:
     """J and F of every object on every frame except the first (given) and last, as the toolkit does.
 
     ``gts`` and ``preds`` are label maps (H, W) with 0 as background and 255 as void, which counts

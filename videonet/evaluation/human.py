@@ -46,9 +46,8 @@ from videonet.evaluation.features import normalize
 from videonet.evaluation.human_categories import HUMAN_CATEGORIES
 from videonet.evaluation.linear import LinearHead
 from videonet.evaluation.robustness import ImageFiles, head_indices, head_logits
-from videonet.evaluation.settings import Features, Workers
+from videonet.evaluation.settings import SHAPE_BIAS_DATASETS, Features, Workers
 
-SHAPE_BIAS_DATASETS = ("edge", "cue-conflict", "low-pass", "uniform-noise")
 # model-vs-human's plot.EXCLUDE_CONDITIONS for these datasets (edge and cue-conflict have one condition).
 EXCLUDE_CONDITIONS = {"low-pass": ("0", "15", "40"), "uniform-noise": ("0.0", "0.6", "0.9")}
 WITH_SESSIONS = ("low-pass", "uniform-noise")  # images under dnn/session-N/, condition and category in the name
@@ -150,8 +149,8 @@ def compare(model: pd.DataFrame, humans: pd.DataFrame, dataset: str) -> tuple[di
 
 
 def model_vs_human(root: Path, model: torch.nn.Module, head: LinearHead, device: torch.device,
-                   datasets: tuple[str, ...] = SHAPE_BIAS_DATASETS, crop_size: int = Features.crop_size, batch_size: int = Features.batch_size,
-                   workers: int = Workers.workers) -> dict[str, float]:
+                   datasets: tuple[str, ...] = SHAPE_BIAS_DATASETS, crop_size: int = Features.crop_size,
+                   batch_size: int = Features.batch_size, workers: int = Workers.workers) -> dict[str, float]:
     """Classify each dataset's images into the 16 categories and compare with every human subject.
 
     Images are 224x224 already and model-vs-human feeds them as they are: they are only resized

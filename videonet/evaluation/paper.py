@@ -33,7 +33,7 @@ from videonet.errors import UserError
 from videonet.evaluation.backbone import LoadedBackbone, load_backbone
 from videonet.evaluation.finetune import Finetune, Ranks
 from videonet.evaluation.results import EvalResult
-from videonet.evaluation.settings import DetectSettings, PaperOptions, SegmentSettings
+from videonet.evaluation.settings import DetectSettings, PaperOptions, PaperTables, SegmentSettings
 
 NO_DATA = "no data"
 
@@ -94,7 +94,6 @@ TABLES = (
              "model-vs-human shape-biased", "ceiled error consistency", percent=False),
     ), ("3",)),
 )
-PAPER_METHOD = "VITO (VideoNet)"  # the published row the difference column compares with
 PUBLISHED_CSV = "vito_published.csv"  # the paper's numbers, one a row (a copy of shared/paper/'s)
 BACKBONE = "R50"  # videonet evaluates ResNets: the Swin-S rows (Table B.2) are not shown
 
@@ -285,7 +284,7 @@ def _ours(results: list[EvalResult]) -> dict[tuple[str, str], float]:
 
 
 def tables(label: str, results: list[EvalResult],
-           paper_method: str = PAPER_METHOD) -> dict[str, tuple[list[str], list[list[str]]]]:
+           paper_method: str = PaperTables.paper_method) -> dict[str, tuple[list[str], list[list[str]]]]:
     """Header and rows of each table: one row per benchmark; ours, the paper's ``paper_method``, the
     difference (ours minus the paper, in points) and every other published ResNet-50 row."""
     if paper_method not in paper_methods():
@@ -311,7 +310,8 @@ def tables(label: str, results: list[EvalResult],
     return out
 
 
-def write_tables(label: str, results: list[EvalResult], out_dir: Path, paper_method: str = PAPER_METHOD) -> list[Path]:
+def write_tables(label: str, results: list[EvalResult], out_dir: Path,
+                 paper_method: str = PaperTables.paper_method) -> list[Path]:
     """``paper.md`` (every table) and one CSV per table (``paper_table1.csv``, ...); returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     lines, paths = [], []

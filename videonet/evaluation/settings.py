@@ -97,6 +97,18 @@ class PropagationConfig:
 
 
 @dataclass(frozen=True)
+class DavisRun:
+    """Which DAVIS sequences are propagated, where the masks go and how void pixels are scored."""
+
+    split: str = setting("val", "ImageSets/2017/<split>.txt.")
+    sequences: str | None = setting(None, "Comma-separated subset of the split's sequences.")
+    masks_dir: Path | None = setting(None, "Where to write the propagated palette PNGs (default "
+                                     "RESULTS_DIR/davis-masks/<name>).")
+    void: str = setting("background", "Ground-truth void (255) pixels: 'background' (the official semi-supervised "
+                        "scoring) or 'ignore'.", choices=("background", "ignore"))
+
+
+@dataclass(frozen=True)
 class ClipConfig:
     """How UCF-101 clips are cut from videos and what size their frames are."""
 
@@ -134,6 +146,42 @@ class UcfSchedule:
     lr: float | None = setting(None, "Default: paper 1e-4, sgd-cosine 0.01.")
     weight_decay: float | None = setting(None, "Default: paper 0, sgd-cosine 1e-4.")
     batch_size: int = setting(8, "Clips per step.", min=1)
+
+
+POOLINGS = ("avg", "multiscale", "temporal-attention", "multiscale-concat", "temporal-attention-linear")
+
+
+@dataclass(frozen=True)
+class UcfRun:
+    """Which UCF-101 split and which clip head."""
+
+    split: int = setting(1, "Official split 1, 2 or 3.", choices=(1, 2, 3))
+    pooling: str = setting("multiscale", "multiscale | temporal-attention (the paper's heads) | avg | multiscale-concat "
+                           "| temporal-attention-linear (earlier variants).", choices=POOLINGS)
+
+
+METHODS = ("attention", "gradient")
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """Where a checkpoint's importance maps come from."""
+
+    method: str = setting("attention", "attention (VITO's attention pooling, needs attention.pt) | gradient "
+                          "(|d score / d pixel|, max over colour; any ResNet).", choices=METHODS)
+    attention: Path | None = setting(None, "attention.pt (default: CHECKPOINT/attention.pt for a run dir).")
+
+
+@dataclass(frozen=True)
+class AttentionGrid:
+    """The PNG grid of ``eval attention``."""
+
+    out: Path = setting(Path("runs/eval/attention.png"), "PNG grid to write.")
+    size: int = setting(224, "Images are resized (short side) and centre-cropped to this size.", min=1)
+    columns: int = setting(4, "Grid columns.", min=1)
+
+
+SHAPE_BIAS_DATASETS = ("edge", "cue-conflict", "low-pass", "uniform-noise")  # model-vs-human's, as in the paper
 
 
 @dataclass(frozen=True)
@@ -184,3 +232,12 @@ class PaperOptions:
     seed: int = setting(Backbone.seed, "", cli=False)
     workers: int = setting(Workers.workers, "", cli=False)
     max_steps: int | None = setting(None, "", cli=False)
+
+
+@dataclass(frozen=True)
+class PaperTables:
+    """How ``eval paper`` lays its tables out."""
+
+    out: Path | None = setting(None, "Where paper.md and paper_*.csv go (default RESULTS_DIR).")
+    paper_method: str = setting("VITO (VideoNet)", "The published row the difference column compares with, e.g. "
+                                "'Supervised (ImageNet)' when evaluating that baseline.")

@@ -42,10 +42,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from videonet.errors import UserError
-from videonet.evaluation.settings import UCF_SCHEDULES, ClipConfig, UcfSchedule, Workers
+from videonet.evaluation.settings import POOLINGS, UCF_SCHEDULES, ClipConfig, UcfRun, UcfSchedule, Workers
 from videonet.torch_utils import IMAGENET_MEAN, IMAGENET_STD, forward_stages, scaled_size, stage_channels
 
-POOLINGS = ("avg", "multiscale", "temporal-attention", "multiscale-concat", "temporal-attention-linear")
 ATTENTION_HIDDEN = 256  # width of the paper head's tanh layer (not given by the paper)
 
 
@@ -58,7 +57,7 @@ class Split:
     test: list[tuple[str, int]]
 
 
-def read_split(root: Path, split: int = 1) -> Split:
+def read_split(root: Path, split: int = UcfRun.split) -> Split:
     """Parse classInd.txt and train/testlist0<split>.txt; test labels come from the class folder name."""
     lists = root / "ucfTrainTestlist"
     needed = [lists / "classInd.txt", lists / f"trainlist0{split}.txt", lists / f"testlist0{split}.txt"]
@@ -167,7 +166,7 @@ class TanhTemporalAttention(nn.Module):
 class ClipClassifier(nn.Module):
     """Backbone on every frame, spatio-temporal pooling (see the module docstring), linear layer."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, pooling: str = "multiscale") -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, pooling: str = UcfRun.pooling) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise UserError(f"--pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
@@ -266,7 +265,7 @@ def evaluate(
     backbone: nn.Module,
     pooling: str,
     device: torch.device,
-    split: int = 1,
+    split: int = UcfRun.split,
     clip: ClipConfig = ClipConfig(),
     train: TrainConfig = TrainConfig(),
 ) -> tuple[dict[str, float], int]:
