@@ -228,8 +228,8 @@ def needs_fetch(job: ClipJob, out: str, frames: int) -> bool:
 class WriteShard(beam.DoFn):
     """Commit one batch of kept clips as a shard part (tar + metadata + kept audit rows)."""
 
-    def __init__(self, state: RunState):
-        self.state = state
+    def __init__(self, state: RunState, trainer_copy: bool = False):
+        self.state, self.trainer_copy = state, trainer_copy
 
     def process(self, batch):
         from videonet.curation.write.rundir import commit_part
@@ -237,7 +237,7 @@ class WriteShard(beam.DoFn):
         _, rows = batch
         keys = "|".join(sorted(r["key"] for r in rows))
         part = f"{self.state.run_id}-{hashlib.sha1(keys.encode()).hexdigest()[:12]}"
-        commit_part(self.state.out, part, list(rows))
+        commit_part(self.state.out, part, list(rows), self.trainer_copy)
         count_kept(len(rows))
         yield part
 
@@ -379,7 +379,7 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
         | "ByWriter" >> beam.Map(lambda r, n: (_writer_key(r, n), r), settings.writers).with_output_types(
             beam.typehints.KV[int, dict])
         | "ShardBatches" >> beam.GroupIntoBatches(settings.write.shard_size)
-        | "WriteShards" >> beam.ParDo(WriteShard(state))
+        | "WriteShards" >> beam.ParDo(WriteShard(state, settings.write.trainer_copy))
     )
     (
         (invalid, searched[AUDIT_TAG], pending[AUDIT_TAG], judged[AUDIT_TAG])

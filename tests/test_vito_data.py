@@ -246,3 +246,34 @@ def test_a_clip_torchcodec_cannot_decode_is_decoded_by_pyav(run_dir: Path, tmp_p
         views = device_views(Clip(cut, times, boxes), 32, "cpu")
     expected = torch.stack([crop_resize(f, b, 32) for f, b in zip(decode_frames(cut, times), boxes)])
     assert torch.equal(views, expected)
+
+
+def test_trainer_copy_in_the_shard_keeps_the_frame_times_and_is_read_first(tmp_path: Path) -> None:
+    """``--trainer-copy``: the shard writer adds ``<key>.train.mp4`` (short side 288, 0.5 s GOPs) beside the
+    original; the loader decodes the copy, at the same instants."""
+    from videonet.curation.write.rundir import write_shard
+
+    frames = [np.full((480, 854, 3), (4 * i) % 256, dtype=np.uint8) for i in range(50)]  # 2 s of 16:9 480p
+    original = tmp_path / "clip.mp4"
+    original.write_bytes(encode(frames, gop=50))
+    shard = tmp_path / "shard.tar"
+    write_shard(str(shard), [{"key": "clip", "path": str(original)}], "part", str(tmp_path / "_work"), trainer_copy=True)
+    raw = next(read_samples(str(shard)))
+    assert raw["mp4"] == original.read_bytes() and "train.mp4" in raw
+    with av.open(io.BytesIO(raw["train.mp4"])) as copy, av.open(str(original)) as source:
+        small, big = copy.streams.video[0], source.streams.video[0]
+        assert (small.codec_context.width, small.codec_context.height) == (512, 288)
+        times = [[float(p.pts * s.time_base) for p in c.demux(s) if p.pts is not None] for c, s in ((copy, small), (source, big))]
+    assert sorted(times[0]) == pytest.approx(sorted(times[1]))
+    with av.open(io.BytesIO(raw["train.mp4"])) as copy:
+        keys = [float(p.pts * copy.streams.video[0].time_base) for p in copy.demux(video=0) if p.is_keyframe]
+    assert keys == pytest.approx([0.0, 0.48, 0.96, 1.44, 1.92])  # a keyframe every round(25 x 0.5) = 12 frames
+    picked = [round(float(frame_tensor(f).float().mean()) / 4) for f in decode_frames(raw["train.mp4"], [0.3, 1.7])]
+    assert picked == [8, 43]  # the same frames as in the original (frame i is grey 4i)
+    stream = ClipStream([], views=2, image_size=32)
+    marked = encode([np.full((48, 64, 3), 200, dtype=np.uint8)] * 50)  # a stand-in copy that shows when it is read
+    meta = json.dumps({"duration": 2.0}).encode()
+    views = stream.make_sample({"mp4": raw["mp4"], "train.mp4": marked, "json": meta}, "s").views
+    assert (views.float() - 200).abs().max() <= 2
+    views = stream.make_sample({"mp4": raw["mp4"], "json": meta}, "s").views
+    assert (views.float() - 200).abs().min() > 2

@@ -72,8 +72,9 @@ def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
     return buffer.getvalue()
 
 
-def write_shard(path: str, rows: list[dict], part: str, work: str) -> None:
-    """Stream a WebDataset shard (``<key>.json`` + ``<key>.mp4`` per row, key order) to ``path``.
+def write_shard(path: str, rows: list[dict], part: str, work: str, trainer_copy: bool = False) -> None:
+    """Stream a WebDataset shard (``<key>.json`` + ``<key>.mp4`` per row, key order) to ``path``;
+    with ``trainer_copy``, also ``<key>.train.mp4`` (:func:`videonet.vito.transcode.trainer_copy`).
 
     Each video streams from its file into the tar (``tarfile.addfile`` with the open file and the
     size it had when opened): webdataset's ``TarWriter`` takes a member only as bytes, a whole clip
@@ -94,10 +95,30 @@ def write_shard(path: str, rows: list[dict], part: str, work: str) -> None:
                 tar.addfile(_member(f"{row['key']}.json", len(facts)), io.BytesIO(facts))
                 with _video(row["path"], work) as (video, size):
                     tar.addfile(_member(f"{row['key']}.mp4", size), video)
+                if trainer_copy:
+                    _add_trainer_copy(tar, row, work)
         spool.seek(0)
         with FileSystems.create(path + ".tmp") as fh:
             shutil.copyfileobj(spool, fh, length=8 * 1024 * 1024)
     _publish(path + ".tmp", path)
+
+
+def _add_trainer_copy(tar: tarfile.TarFile, row: dict, work: str) -> None:
+    """``<key>.train.mp4`` into ``tar``; a clip the copy fails on keeps its original only (the trainer reads that)."""
+    import logging
+
+    import av
+
+    from videonet.vito.transcode import TRAIN_EXT, trainer_copy
+
+    with _video(row["path"], work) as (video, _):
+        data = video.read()
+    try:
+        copy = trainer_copy(data)
+    except (av.FFmpegError, ValueError) as exc:
+        logging.getLogger(__name__).warning("no trainer-ready copy of %s: %s", row["key"], exc)
+        return
+    tar.addfile(_member(f"{row['key']}.{TRAIN_EXT}", len(copy)), io.BytesIO(copy))
 
 
 def _member(name: str, size: int) -> tarfile.TarInfo:
@@ -125,10 +146,10 @@ def _video(path: str, work: str):
         yield fh, os.fstat(fh.fileno()).st_size
 
 
-def commit_part(out: str, part: str, rows: list[dict]) -> None:
+def commit_part(out: str, part: str, rows: list[dict], trainer_copy: bool = False) -> None:
     """Commit one shard part: tar, kept audit rows, then metadata (the marker) last."""
     rows = [{**r, "shard": part} for r in sorted(rows, key=lambda r: r["key"])]
-    write_shard(join(out, SHARDS, f"{part}.tar"), rows, part, join(out, WORK))
+    write_shard(join(out, SHARDS, f"{part}.tar"), rows, part, join(out, WORK), trainer_copy)
     kept_audit = [audit_row(r, KEPT, f"class top-1 on {r['matched_frames']} of {r['frames_classified']} "
                                f"classified frames (first at frame {r['first_match']})",
                             r["frames_classified"]) for r in rows]
