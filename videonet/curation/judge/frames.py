@@ -20,6 +20,11 @@ from videonet.torch_utils import scaled_size
 RESIZE = 256  # short side before the centre crop, as in torchvision's ImageNet eval transforms
 CROP = 224
 MAX_PIXELS = 4096 * 2160  # larger frames are refused rather than decoded (bounded memory/time)
+# Decoder threads per clip: H.264 allocates its per-macroblock tables for a new size in every frame
+# thread before the picture itself (which max_pixels refuses): about 80 MB per thread for a stream
+# switching to 16000x16000, so FFmpeg's automatic count (cores + 1) made a hostile clip cost 1.4 GB
+# on a 16-core worker. Clips are decoded in parallel besides (scan_clips), so two threads lose no speed.
+FRAME_THREADS = 2
 
 
 class DecodeError(Exception):
@@ -99,7 +104,8 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
     The size the header declares says nothing of the frames: an H.264 stream may switch to another
     size at any keyframe (320x240, then 16000x16000: gigabytes per frame). FFmpeg itself is told the
     pixel limit (``max_pixels``: it refuses to allocate a larger picture, the stream then fails as
-    invalid data) and every decoded frame is checked again here, whatever the codec.
+    invalid data) and every decoded frame is checked again here, whatever the codec; the decoder
+    runs :data:`FRAME_THREADS` frame threads, which bounds what a size switch costs before that.
     """
     import av
     from av.video.reformatter import VideoReformatter
@@ -112,7 +118,7 @@ def iter_frames(path: str, limit: int, timeout_s: float | None = None, threads: 
             raise DecodeError(reason)
         context.options = {**context.options, "max_pixels": str(MAX_PIXELS)}
         if threads:
-            stream.thread_type = "AUTO"
+            stream.thread_type, context.thread_count = "AUTO", FRAME_THREADS
         produced = 0
         scaler = VideoReformatter()
         try:
