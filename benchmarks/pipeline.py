@@ -41,6 +41,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Callable
 
@@ -51,9 +52,11 @@ from common import catalog, demo_clips, machine_line
 import videonet.pipelines.curate as beam_graph
 from videonet.curation.judge.frames import check_complete, iter_frames, probe
 from videonet.curation.judge.scan import scan_clips
+from videonet.curation.judge.verdicts import ClipJob
 from videonet.curation.report import build_report
 from videonet.curation.judge.classifier import ClassifierSettings
 from videonet.curation.run import CurateSettings, curate, dry_run
+from videonet.curation.write.judged import write_judged
 from videonet.curation.write.records import AUDIT_SCHEMA
 from videonet.curation.write.rundir import AUDIT, commit_part, join, parquet_bytes, write_atomic
 
@@ -67,18 +70,18 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 class Recorder:
-    """Wraps the judge DoFn's ``judge_clips`` during one run, keeping its inputs and outputs."""
+    """Wraps the judge DoFn's ``judge_clips`` during one run, keeping its inputs and verdict rows."""
 
     def __init__(self) -> None:
-        self.batches: list[list[tuple[str, list[dict]]]] = []
+        self.batches: list[list[ClipJob]] = []
         self.rows: list[dict] = []
         self.original = beam_graph.judge_clips
 
     def __call__(self, jobs, *args, **kwargs):
-        rows = self.original(jobs, *args, **kwargs)
+        judged = self.original(jobs, *args, **kwargs)
         self.batches.append(jobs)
-        self.rows += rows
-        return rows
+        self.rows += [row for clip in judged for row in clip.rows]
+        return judged
 
 
 def measure(count: int, args: argparse.Namespace, work: Path, classifier) -> dict[str, float]:
@@ -105,8 +108,8 @@ def measure(count: int, args: argparse.Namespace, work: Path, classifier) -> dic
     drops = [r for r in recorder.rows if "status" in r]
     judge = settings.judge
     jobs = [job for batch in recorder.batches for job in batch]
-    paths = [candidates[0]["path"] for _, candidates in jobs]
-    scans = scan_clips(classifier, [(p, {c["class_index"] for c in cands}) for p, (_, cands) in zip(paths, jobs)],
+    paths = [job.candidates[0]["path"] for job in jobs]
+    scans = scan_clips(classifier, [(p, {c["class_index"] for c in job.candidates}) for p, job in zip(paths, jobs)],
                        judge.frames, judge.chunk)
     decoded_counts = [s.decoded for s in scans]
     print(f"[{count} clips] {len(jobs)} videos in {len(recorder.batches)} judge batches; {len(kept)} kept rows, "
@@ -133,7 +136,10 @@ def measure(count: int, args: argparse.Namespace, work: Path, classifier) -> dic
     def judge_alone() -> None:
         out = fresh()
         for batch in recorder.batches:
-            recorder.original(batch, classifier, judge, settings.fetch, settings.candidates.min_duration, out)
+            with ExitStack() as files:
+                for clip in recorder.original(batch, classifier, judge, settings.fetch, settings.candidates.min_duration,
+                                              out, files):
+                    write_judged(out, clip)
 
     def write() -> None:
         out = fresh()

@@ -16,6 +16,7 @@ import hashlib
 import random
 import time
 import zlib
+from contextlib import ExitStack
 from typing import Iterable
 
 import apache_beam as beam
@@ -26,7 +27,7 @@ from videonet.curation.candidates import (
     INFLECTED, CandidateSettings, ClassCandidates, check_duration, kept_elsewhere, video_identity,
 )
 from videonet.curation.client import (
-    REQUESTS_SCHEMA, CircuitOpen, ClientSettings, Parked, Session, SessionLedger, SiteSession, Tally, backoff_seconds,
+    REQUESTS_SCHEMA, CircuitOpen, ClientSettings, Session, SessionLedger, SiteSession, Tally, backoff_seconds,
     breaker_trips, home_session, jittered, merge_rows, pacer, read_sessions, session, ydl_params,
 )
 from videonet.curation.judge.classifier import ClassifierSettings
@@ -35,6 +36,7 @@ from videonet.curation.judge.verdicts import ClipJob, FetchFailed, _is_download,
 from videonet.curation.settings import CurateSettings, RunState
 from videonet.curation.search import SEARCH_SCHEMA, Source, search_class
 from videonet.curation.vocabulary.classes import ImageNetClass
+from videonet.curation.write.judged import write_judged
 from videonet.curation.write.records import (
     AUDIT_SCHEMA, DOWNLOAD_RETRIABLE, INVALID_ROW, audit_row, candidate_key, settles,
 )
@@ -79,7 +81,7 @@ def acquire_classifier(shared: Shared, spec: ClassifierSettings):
 
 
 class JudgeClips(beam.DoFn):
-    """Fetch, decode and classify a batch of clips with one model shared per worker process."""
+    """Judge a batch of clips with one model shared per worker process, then write what the judge decided."""
 
     def __init__(self, settings: CurateSettings, out: str, run_id: str, shared: Shared):
         self.settings, self.out, self.run_id, self.shared = settings, out, run_id, shared
@@ -96,8 +98,11 @@ class JudgeClips(beam.DoFn):
     def process(self, jobs: list[ClipJob]):
         s = self.settings
         site = session("download", s.client)
-        yield from route(judge_clips(jobs, self.classifier, s.judge, s.fetch, s.candidates.min_duration, self.out,
-                                     site, s.client.retry_runs))
+        with ExitStack() as files:  # the batch's fetched files, open until their verdicts are written
+            judged = judge_clips(jobs, self.classifier, s.judge, s.fetch, s.candidates.min_duration, self.out, files,
+                                 site, s.client.retry_runs)
+            rows = [row for clip in judged for row in write_judged(self.out, clip)]
+        yield from route(rows)
         if site.tally.requests:
             yield beam.pvalue.TaggedOutput(REQUESTS_TAG, site.tally.row(self.run_id))
         if self.bar is not None:
@@ -163,9 +168,9 @@ class FetchBySession(beam.DoFn):
                     yield ClipJob(job.identity, job.candidates, FetchFailed(
                         f"not asked: session {name} rate-limited ({parked.kind}), parked until {until}", True, True))
                 break
-            now = time.time()
-            slot = max(now, next_free.read() or 0.0, parked.until if parked else 0.0)
-            next_free.write(slot + jittered(identity.interval, c.jitter, self.draw()))
+            now, gap = time.time(), jittered(identity.interval, c.jitter, self.draw())
+            slot = self.ledger.reserve(name, max(next_free.read() or 0.0, parked.until if parked else 0.0), gap)
+            next_free.write(slot + gap)
             if slot > now:
                 time.sleep(slot - now)
                 site.tally.waited_s += slot - now
@@ -180,12 +185,13 @@ class FetchBySession(beam.DoFn):
                     raise CircuitOpen.of(failure, seen.count(tripped), c.breaker_window, name)
                 attempt += 1
                 if failure.rate_limited and (failure.retry_after is None or failure.retry_after > c.retry_max_wait):
-                    self.ledger.park(name, Parked(time.time() + (failure.retry_after or c.cooldown), failure.kind))
+                    self.ledger.park(name, time.time() + (failure.retry_after or c.cooldown), failure.kind)
                     if attempt < c.retry_attempts:
                         continue
                 elif failure.retriable and attempt < c.retry_attempts:
                     wait = backoff_seconds(attempt - 1, c.retry_backoff, c.retry_max_wait, failure.retry_after)
                     next_free.write(max(next_free.read() or 0.0, time.time() + wait))
+                    self.ledger.hold(name, time.time() + wait)
                     site.tally.retries += 1
                     continue
                 yield ClipJob(job.identity, job.candidates, FetchFailed.of(exc))
@@ -210,12 +216,12 @@ class FetchPass(beam.PTransform):
     def expand(self, jobs):
         sessions, turn, ledger_dir = self.sessions, self.turn, sessions_dir(self.out)
 
-        def keyed(job: ClipJob):
+        def keyed(job: ClipJob) -> tuple[str, ClipJob]:
             parked = frozenset(SessionLedger(ledger_dir).parked())
             return home_session(job.identity, sessions, parked, turn).name, job
 
         return (jobs
-                | "BySession" >> beam.Map(keyed)
+                | "BySession" >> beam.Map(keyed).with_output_types(beam.typehints.KV[str, ClipJob])
                 | "Fetch" >> beam.ParDo(FetchBySession(self.settings, self.out, self.run_id, sessions, self.last))
                 .with_outputs(DEFERRED_TAG, REQUESTS_TAG, main="fetched"))
 

@@ -3,15 +3,18 @@
 :func:`judge_clips` takes a batch of clip jobs (one video, the candidates that retrieved it). Each
 clip gets one typed :data:`ClipResult` (fetch failed, undecodable, too short, or scanned); the scan
 cache stores exactly that result, and :func:`verdict_rows` turns it into kept rows (metadata) and
-audit rows. Scans are cached under ``_work/scans`` and kept downloads staged under
-``_work/staging``, so a rerun after a kill does not fetch or classify a clip again.
+audit rows. The judge only decides: each clip comes back as a :class:`Judged` that says what to put
+on disk (the file to stage for a kept download, the result to cache, the frames behind the verdicts,
+the download to drop), and the write stage (:mod:`videonet.curation.write.judged`) puts it there.
+Scans are cached under ``_work/scans`` and kept downloads staged under ``_work/staging``, so a rerun
+after a kill does not fetch or classify a clip again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Iterator, Sequence, Union
 
@@ -26,10 +29,9 @@ from videonet.curation.judge.frames import DecodeError, check_complete, probe
 from videonet.curation.judge.scan import Scan, most_frequent, scan_clips
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import (
-    DECODE_ERROR, DOWNLOAD_DEFERRED, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, GAVE_UP, OTHER_CLASS, REJECTED, TOO_SHORT, audit_row, kept_row,
+    DECODE_ERROR, DOWNLOAD_DEFERRED, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, GAVE_UP, OTHER_CLASS, REJECTED, TOO_SHORT, audit_row, clip_key, kept_row,
 )
-from videonet.curation.write.rundir import WORK, join, write_atomic
-from videonet.curation.write.thumbs import write_thumbs
+from videonet.curation.write.rundir import WORK, join
 
 
 @dataclass(frozen=True)
@@ -241,17 +243,63 @@ def _is_download(candidates: list[dict]) -> bool:
     return not candidates[0].get("path")
 
 
-def _stage(out: str, identity: str, candidate: dict, judged: Fetched, fetch: FetchSettings,
-           site: Session | None) -> FetchFailed | None:
-    """Stage a kept download for the shard writer: the file judged or, when a prefix was judged, the
-    whole video (fetched now, only for a kept clip); a failure to fetch it is the clip's result."""
+def _whole_video(candidate: dict, judged: Fetched, fetch: FetchSettings, site: Session | None,
+                 files: ExitStack) -> str | FetchFailed:
+    """The file to stage for a kept download: the file judged or, when a prefix was judged, the whole
+    video (fetched now, only for a kept clip, open until ``files`` closes); a failure to fetch it is
+    the clip's result."""
+    if not judged.prefix:
+        return judged.path
     try:
-        whole = nullcontext(judged) if not judged.prefix else fetched_video(candidate["url"], None, fetch, site)
-        with whole as video, open(video.path, "rb") as fh:
-            write_atomic(staging_path(out, identity), fh.read())
+        return files.enter_context(fetched_video(candidate["url"], None, fetch, site)).path
     except FetchError as exc:
         return FetchFailed.of(exc)
+
+
+@dataclass(frozen=True)
+class Thumb:
+    """The frame behind a verdict, for the report: a small JPEG and its facts."""
+
+    key: str  # the candidate's clip key (a kept clip's shard key)
+    jpeg: bytes
+    label: int  # the frame's top-1 class
+    frame: int  # its index among the classified frames
+    score: float
+
+
+def _label_behind(row: dict, scan: Scan) -> int | None:
+    """The class whose frame explains the row's verdict: its own for a kept row (no status yet:
+    it becomes metadata), the most frequent top-1 for a rejected one; None for other outcomes."""
+    if "status" not in row:
+        return int(row["class_index"])
+    if row["status"] == REJECTED and scan.top1:
+        return most_frequent(scan.top1)
     return None
+
+
+def thumbs_of(rows: list[dict], scan: Scan) -> tuple[Thumb, ...]:
+    """The frame behind each kept or rejected row judged by ``scan`` (the scan kept the first frame of
+    every top-1 label it saw, so no clip is decoded twice)."""
+    thumbs = []
+    for row in rows:
+        label = _label_behind(row, scan)
+        if label is None or label not in scan.firsts:
+            continue
+        frame = scan.top1.index(label)
+        thumbs.append(Thumb(clip_key(row), scan.firsts[label], label, frame, round(float(scan.scores[frame]), 4)))
+    return tuple(thumbs)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One clip judged: its verdict rows, and what the write stage puts on disk for it."""
+
+    identity: str
+    rows: list[dict]  # kept rows (metadata to be) and audit rows
+    cache: bytes | None  # the result for the scan cache (:func:`encode_result`); None: a failed fetch, never cached
+    stage: str | None = None  # a local file to stage as this kept download (open until the batch's files close)
+    thumbs: tuple[Thumb, ...] = ()
+    drop: str | None = None  # the download stage's file, judged and no longer needed
 
 
 @contextmanager
@@ -267,75 +315,77 @@ def _opened(job: ClipJob, fetch: FetchSettings, site: Session | None) -> Iterato
         yield got
 
 
-def _drop_fetched(job: ClipJob, rows: list[dict]) -> None:
-    """Remove the download stage's file once judged, unless it is the staged copy of a kept clip."""
-    if isinstance(job.fetched, Fetched) and (job.fetched.prefix or all("status" in r for r in rows)) \
-            and FileSystems.exists(job.fetched.path):
-        FileSystems.delete([job.fetched.path])
+def _spent(job: ClipJob, rows: list[dict]) -> str | None:
+    """The download stage's file once judged, unless it is the staged copy of a kept clip."""
+    if isinstance(job.fetched, Fetched) and (job.fetched.prefix or all("status" in r for r in rows)):
+        return job.fetched.path
+    return None
 
 
 def judge_clips(jobs: list[ClipJob], classifier: Classifier, settings: JudgeSettings, fetch: FetchSettings,
-                min_duration: float, out: str, site: Session | None = None, retry_runs: int = 3) -> list[dict]:
-    """Verdict rows for a batch of clip jobs; ``out`` is the run dir, ``site`` paces and retries the
-    downloads the judge makes itself (and tallies their requests)."""
+                min_duration: float, out: str, files: ExitStack, site: Session | None = None,
+                retry_runs: int = 3) -> list[Judged]:
+    """Judge a batch of clip jobs: one :class:`Judged` per job, in order. ``out`` is the run dir (its
+    scan cache is read here), ``files`` holds the local files fetched for the batch open until the
+    write stage is done with them, ``site`` paces and retries the downloads the judge makes itself
+    (and tallies their requests)."""
     results: dict[int, ClipResult] = {}
-    unstaged_failures: dict[int, FetchFailed] = {}  # judged and kept, but the whole video could not be fetched
+    to_stage: dict[int, str] = {}  # judged and kept downloads: the local file to stage
+    unstaged: dict[int, FetchFailed] = {}  # judged and kept, but the whole video could not be fetched
     probed: dict[int, tuple[float | None, float | None, tuple[int, ...]]] = {}
     to_scan: list[tuple[int, Fetched, set[int]]] = []
-    with ExitStack() as stack:
-        for i, job in enumerate(jobs):
-            wanted = {c["class_index"] for c in job.candidates}
-            cached = usable_cache(out, job.identity, job.candidates, settings.frames)
-            if cached is not None:
-                results[i] = cached
-                continue
-            if isinstance(job.fetched, FetchFailed):
-                results[i] = job.fetched
-                continue
-            key = tuple(sorted(wanted))
-            try:
-                got = stack.enter_context(_opened(job, fetch, site))
-                info = probe(got.path)
-            except FetchError as exc:
-                results[i] = FetchFailed.of(exc)
-                continue
-            except DecodeError as exc:
-                results[i] = Undecodable(str(exc), key)
-                continue
-            duration = got.duration or info.duration  # a prefix's own duration is the prefix's
-            if duration_verdict(duration, min_duration) is False:
-                results[i] = TooShort(duration, info.fps, key)
-                continue
-            try:
-                check_complete(got.path)
-            except DecodeError as exc:
-                results[i] = Undecodable(str(exc), key, duration, info.fps)
-                continue
-            probed[i] = (duration, info.fps, key)
-            to_scan.append((i, got, wanted))
-        scans = scan_clips(classifier, [(got.path, wanted) for _, got, wanted in to_scan], settings.frames,
-                           settings.chunk, decode_timeout_s=settings.decode_timeout,
-                           decoder=settings.decoder) if to_scan else []
-        for (i, got, wanted), scan in zip(to_scan, scans):
-            results[i] = _scanned(probed[i], scan)
-            job = jobs[i]
-            staged_already = isinstance(job.fetched, Fetched) and not job.fetched.prefix
-            if isinstance(results[i], Scanned) and wanted & set(scan.top1) and _is_download(job.candidates) \
-                    and not staged_already:
-                failed = _stage(out, job.identity, job.candidates[0], got, fetch, site)
-                if failed is not None:
-                    unstaged_failures[i] = failed
-    rows = []
-    fresh = {i: scan for (i, _, _), scan in zip(to_scan, scans)}  # a cached clip keeps its first thumbnails
+    for i, job in enumerate(jobs):
+        wanted = {c["class_index"] for c in job.candidates}
+        cached = usable_cache(out, job.identity, job.candidates, settings.frames)
+        if cached is not None:
+            results[i] = cached
+            continue
+        if isinstance(job.fetched, FetchFailed):
+            results[i] = job.fetched
+            continue
+        key = tuple(sorted(wanted))
+        try:
+            got = files.enter_context(_opened(job, fetch, site))
+            info = probe(got.path)
+        except FetchError as exc:
+            results[i] = FetchFailed.of(exc)
+            continue
+        except DecodeError as exc:
+            results[i] = Undecodable(str(exc), key)
+            continue
+        duration = got.duration or info.duration  # a prefix's own duration is the prefix's
+        if duration_verdict(duration, min_duration) is False:
+            results[i] = TooShort(duration, info.fps, key)
+            continue
+        try:
+            check_complete(got.path)
+        except DecodeError as exc:
+            results[i] = Undecodable(str(exc), key, duration, info.fps)
+            continue
+        probed[i] = (duration, info.fps, key)
+        to_scan.append((i, got, wanted))
+    scans = scan_clips(classifier, [(got.path, wanted) for _, got, wanted in to_scan], settings.frames,
+                       settings.chunk, decode_timeout_s=settings.decode_timeout,
+                       decoder=settings.decoder) if to_scan else []
+    fresh = {}  # a cached clip keeps its first thumbnails
+    for (i, got, wanted), scan in zip(to_scan, scans):
+        results[i], fresh[i] = _scanned(probed[i], scan), scan
+        job = jobs[i]
+        staged_already = isinstance(job.fetched, Fetched) and not job.fetched.prefix
+        if isinstance(results[i], Scanned) and wanted & set(scan.top1) and _is_download(job.candidates) \
+                and not staged_already:
+            whole = _whole_video(job.candidates[0], got, fetch, site, files)
+            if isinstance(whole, FetchFailed):
+                unstaged[i] = whole
+            else:
+                to_stage[i] = whole
+    judged = []
     for i, job in enumerate(jobs):
         result = results[i]
-        if not isinstance(result, FetchFailed):
-            write_atomic(cache_path(out, job.identity), encode_result(result))
         staged = staging_path(out, job.identity) if _is_download(job.candidates) else None
-        judged = verdict_rows(job.candidates, unstaged_failures.get(i, result), staged, min_duration,
-                              settings.multi_label, retry_runs)
-        if i in fresh:
-            write_thumbs(out, judged, fresh[i])
-        _drop_fetched(job, judged)
-        rows += judged
-    return rows
+        rows = verdict_rows(job.candidates, unstaged.get(i, result), staged, min_duration, settings.multi_label,
+                            retry_runs)
+        cache = None if isinstance(result, FetchFailed) else encode_result(result)
+        judged.append(Judged(job.identity, rows, cache, to_stage.get(i),
+                             thumbs_of(rows, fresh[i]) if i in fresh else (), _spent(job, rows)))
+    return judged

@@ -53,7 +53,7 @@ def _list(directory: str, pattern: str) -> list[str]:
     return sorted(m.path for m in match.metadata_list)
 
 
-def _publish(tmp: str, path: str) -> None:
+def publish(tmp: str, path: str) -> None:
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([tmp], [path])
@@ -63,7 +63,7 @@ def write_atomic(path: str, data: bytes) -> None:
     """Write to ``path.tmp`` then rename, so readers see the whole file or nothing."""
     with FileSystems.create(path + ".tmp") as fh:
         fh.write(data)
-    _publish(path + ".tmp", path)
+    publish(path + ".tmp", path)
 
 
 def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
@@ -100,7 +100,7 @@ def write_shard(path: str, rows: list[dict], part: str, work: str, trainer_copy:
         spool.seek(0)
         with FileSystems.create(path + ".tmp") as fh:
             shutil.copyfileobj(spool, fh, length=8 * 1024 * 1024)
-    _publish(path + ".tmp", path)
+    publish(path + ".tmp", path)
 
 
 def _add_trainer_copy(tar: tarfile.TarFile, row: dict, work: str) -> None:

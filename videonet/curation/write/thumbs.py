@@ -2,8 +2,9 @@
 
 A curator auditing why a class kept 3 of 40 clips wants to see what the classifier matched in
 the kept ones and what it saw instead in the rejected ones. The scan already decoded and
-classified those frames (:attr:`videonet.curation.judge.scan.Scan.firsts`), so the judge writes
-them here as it decides, and the report (rebuilt from disk at any time) only links them:
+classified those frames (:attr:`videonet.curation.judge.scan.Scan.firsts`); the judge picks the one
+behind each verdict (:class:`~videonet.curation.judge.verdicts.Thumb`), the write stage puts it here,
+and the report (rebuilt from disk at any time) only links them:
 
     report/thumbs/<key>.jpg    the frame (112 px JPEG)
     report/thumbs/<key>.json   {"label", "frame", "score"}: its top-1 class, index and score
@@ -22,8 +23,6 @@ from typing import Iterable
 
 from apache_beam.io.filesystems import FileSystems
 
-from videonet.curation.judge.scan import Scan, most_frequent
-from videonet.curation.write.records import REJECTED, clip_key
 from videonet.curation.write.rundir import REPORT, join, write_atomic
 
 THUMBS = "thumbs"
@@ -33,27 +32,11 @@ def thumb_path(out: str, key: str, ext: str = "jpg") -> str:
     return join(out, REPORT, THUMBS, f"{key}.{ext}")
 
 
-def _label_behind(row: dict, scan: Scan) -> int | None:
-    """The class whose frame explains the row's verdict: its own for a kept row (no status yet:
-    it becomes metadata), the most frequent top-1 for a rejected one; None for other outcomes."""
-    if "status" not in row:
-        return int(row["class_index"])
-    if row["status"] == REJECTED and scan.top1:
-        return most_frequent(scan.top1)
-    return None
-
-
-def write_thumbs(out: str, rows: Iterable[dict], scan: Scan) -> None:
-    """Write the thumbnail and its facts for every kept or rejected row judged by ``scan``."""
-    for row in rows:
-        label = _label_behind(row, scan)
-        if label is None or label not in scan.firsts:
-            continue
-        frame = scan.top1.index(label)
-        key = clip_key(row)
-        write_atomic(thumb_path(out, key), scan.firsts[label])
-        facts = {"label": label, "frame": frame, "score": round(float(scan.scores[frame]), 4)}
-        write_atomic(thumb_path(out, key, "json"), json.dumps(facts).encode())
+def write_thumb(out: str, thumb) -> None:
+    """Write one verdict's frame (a :class:`~videonet.curation.judge.verdicts.Thumb`) and its facts."""
+    write_atomic(thumb_path(out, thumb.key), thumb.jpeg)
+    facts = {"label": thumb.label, "frame": thumb.frame, "score": thumb.score}
+    write_atomic(thumb_path(out, thumb.key, "json"), json.dumps(facts).encode())
 
 
 def _read_facts(out: str, key: str) -> dict | None:
