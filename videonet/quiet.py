@@ -42,12 +42,14 @@ def quiet_optional_extras(argv: Sequence[str]) -> bool:
     return True
 
 
-# The end of a job on a portable runner (Flink): the job server's data plane hangs up on the SDK worker
-# that runs in this process (LOOPBACK), and Beam's reader thread logs "Failed to read inputs in the data
-# plane" with a gRPC CANCELLED traceback, then lets the thread die with it. The job succeeded; a user
-# reads 30 lines of traceback as a failure. Only that exception is dropped: any other is still shown.
+# The end of a job on a portable runner (Flink): the job server hangs up the control and data streams of
+# the SDK worker that runs in this process (LOOPBACK). Beam's data plane reader logs "Failed to read
+# inputs in the data plane" with a gRPC CANCELLED traceback, and both the reader's thread and the SDK
+# harness's control thread die with it, each printing it again. The job succeeded; a user reads those
+# tracebacks as a failure. Only that exception is dropped, and only there: any other is still shown.
 DATA_PLANE_LOGGER = "apache_beam.runners.worker.data_plane"
 DATA_PLANE_READER = "read_grpc_client_inputs"  # the thread Beam reads the data plane in
+SDK_HARNESS = "run_worker_"  # the threads of Beam's worker pool that run an SDK harness (name + worker id)
 HANGING_UP = "Multiplexer hanging up"  # the job server's words when it closes the stream at the job's end
 
 
@@ -64,8 +66,9 @@ class DataPlaneHangUpFilter(logging.Filter):
 
 
 def quiet_data_plane_hang_up() -> None:
-    """Install the filter on Beam's data plane logger and let its reader thread end on the hang-up
-    without printing it; idempotent. Call it before running a pipeline on a portable runner."""
+    """Install the filter on Beam's data plane logger and let its reader thread and the SDK harness
+    threads end on the hang-up without printing it; idempotent. Call it before running a pipeline on a
+    portable runner."""
     import threading
 
     logger = logging.getLogger(DATA_PLANE_LOGGER)
@@ -75,7 +78,8 @@ def quiet_data_plane_hang_up() -> None:
     previous = threading.excepthook
 
     def excepthook(args: threading.ExceptHookArgs) -> None:
-        if not (args.thread is not None and args.thread.name == DATA_PLANE_READER and is_hang_up(args.exc_value)):
+        beam_worker = args.thread is not None and args.thread.name.startswith((DATA_PLANE_READER, SDK_HARNESS))
+        if not (beam_worker and is_hang_up(args.exc_value)):
             previous(args)
 
     threading.excepthook = excepthook
