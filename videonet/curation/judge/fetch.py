@@ -82,7 +82,9 @@ class Fetched:
 class FetchSettings:
     """Bounds of one download: a hostile or huge video costs at most this much."""
 
-    max_download_mb: float = field(default=200.0, metadata={"help": "Abort downloads larger than this.", "min": 0})
+    max_download_mb: float = field(default=200.0, metadata={
+        "help": "Refuse videos larger than this: downloads, and local or remote catalog files (before reading).",
+        "min": 0})
     download_timeout: float = field(default=300.0, metadata={"help": "Abort downloads taking longer (seconds).",
                                                              "min": 0})
     download_format: str = field(default=DEFAULT_FORMAT, metadata={
