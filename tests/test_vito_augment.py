@@ -129,6 +129,7 @@ def sharpness(x: torch.Tensor) -> float:
     return float(steps / (x.amax() - x.amin()).clamp_min(1e-12))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dist", [A1, A2], ids=["A1", "A2"])
 def test_device_augment_distributions_match_the_old_pipeline(dist) -> None:
     kernel = blur_kernel(32)
