@@ -11,6 +11,7 @@ clamped to the image), the loader's 256 -> 224 image and 256 -> 64 -> blur -> 22
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from test_eval_attention import write_run
 from test_eval_robustness import W1, W2, constant_head
 from videonet.cli import app
+from videonet.errors import UserError
 from videonet.evaluation import attention_maps, clickme
 from videonet.evaluation.backbone import load_backbone
 from videonet.evaluation.linear import LinearHead
@@ -209,3 +211,88 @@ def test_gradient_saliency_explains_the_ground_truth_class(tmp_path: Path) -> No
     record = json.loads((tmp_path / "res" / "random__clickme-gradient__clickme.json").read_text())
     assert record["metrics"]["images"] == 3 and record["config"]["method"] == "gradient"
     assert LinearHead.load(tmp_path / "head.pt", 512).classes == [W1, W2]
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), bit by bit; crc32c(b"123456789") = 0xE3069283."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def masked_crc(data: bytes) -> bytes:
+    """TFRecord's masked CRC: rotate right by 15, add 0xa282ead8."""
+    crc = crc32c(data)
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8 & 0xFFFFFFFF).to_bytes(4, "little")
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def length_delimited(number: int, payload: bytes) -> bytes:
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def tf_example(features: dict[str, bytes | int]) -> bytes:
+    """A serialized tf.train.Example: bytes as BytesList, ints as a packed Int64List (example.proto, feature.proto)."""
+    entries = b""
+    for key, value in features.items():
+        kind = (length_delimited(1, length_delimited(1, value)) if isinstance(value, bytes)
+                else length_delimited(3, length_delimited(1, varint(value))))
+        entries += length_delimited(1, length_delimited(1, key.encode()) + length_delimited(2, kind))
+    return length_delimited(1, entries)
+
+
+def write_tfrecord(path: Path, records: list[bytes]) -> None:
+    with path.open("wb") as f:
+        for data in records:
+            length = len(data).to_bytes(8, "little")
+            f.write(length + masked_crc(length) + data + masked_crc(data))
+
+
+def jpeg(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_the_official_shards_are_read_as_released(tmp_path: Path) -> None:
+    from skimage import data
+
+    photos = [data.astronaut()[::2, ::2], data.chelsea()[:256, 100:356], data.coffee()[:256, 100:356]]
+    records = [tf_example({"image": jpeg(np.ascontiguousarray(rgb)), "heatmap": jpeg(human_map(i)), "label": label})
+               for i, (rgb, label) in enumerate(zip(photos, (0, 1, 999)))]
+    shards = tmp_path / "clickme"
+    shards.mkdir()
+    write_tfrecord(shards / "val-10.tfrecords", records[2:])  # shard order is numeric: val-2 before val-10
+    write_tfrecord(shards / "val-2.tfrecords", records[:2])
+    assert crc32c(b"123456789") == 0xE3069283  # the check value: the records written above are valid TFRecords
+    samples = clickme.read_clickme(shards)
+    assert [s.name for s in samples] == ["val-2.tfrecords:0", "val-2.tfrecords:1", "val-10.tfrecords:0"]
+    assert [s.wnid for s in samples] == [W1, W2, "n15075141"]  # ImageNet indices 0, 1, 999
+
+    run = write_run(tmp_path / "run")
+    result = CliRunner().invoke(app, ["eval", "clickme", str(run), str(shards), "--results-dir", str(tmp_path / "res")])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    metrics = json.loads((tmp_path / "res" / "run__clickme__clickme.json").read_text())["metrics"]
+    # The official pipeline on the decoded JPEGs (decoded here by Pillow too).
+    pool = attention_maps.load_attention(run / "attention.pt")
+    model = load_backbone(str(run)).model
+    decoded = [(np.asarray(Image.open(io.BytesIO(jpeg(np.ascontiguousarray(rgb))))),
+                np.asarray(Image.open(io.BytesIO(jpeg(human_map(i)))).convert("L"))) for i, rgb in enumerate(photos)]
+    model_maps = [attention_maps.attention_map(model, pool, official_image(rgb)).numpy() for rgb, _ in decoded]
+    _, alignment = official_scores(model_maps, [official_heatmap(heat) for _, heat in decoded])
+    assert metrics["images"] == 3 and metrics["alignment_score"] == pytest.approx(alignment, abs=1e-4)
+
+    (shards / "val-3.tfrecords").write_bytes(b"\x05\x00")
+    with pytest.raises(UserError, match="val-3.tfrecords: truncated TFRecord at byte 0"):
+        clickme.read_clickme(shards)

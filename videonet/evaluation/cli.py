@@ -227,8 +227,9 @@ def attention_cmd(
 @settings_options((*COMMON, ("maps", S.Explainer)))
 def clickme_cmd(
     checkpoint: str = CHECKPOINT,
-    clickme_dir: Path = typer.Argument(..., help="images/<name>.jpg, maps/<name>.png|npy (raw human maps, same stem) "
-                                       "and labels.csv (name,label: wnid or ImageNet index; needed by --method gradient)."),
+    clickme_dir: Path = typer.Argument(..., help="The official val-<i>.tfrecords shards as downloaded; or images/<name>.jpg, "
+                                       "maps/<name>.png|npy (raw human maps, same stem) and labels.csv (name,label: "
+                                       "wnid or ImageNet index; needed by --method gradient)."),
     head: Optional[Path] = typer.Option(None, help="gradient: the probe of `eval linear`; the saliency is of its "
                                         "ground-truth class logit."),
     **settings,

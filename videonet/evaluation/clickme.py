@@ -21,14 +21,20 @@ constant map (NaN) makes the whole score NaN; here the NaN images are left out o
 counted (``constant_maps``). The official loader batches by 64 and drops the last partial batch;
 here every image of the folder is scored.
 
-Layout of a ClickMe folder: ``images/<name>.<jpg|png>`` and ``maps/<name>.<png|npy>`` (same stem),
-and ``labels.csv`` (``name,label``; a wnid or an ImageNet-1k class index) for the ground-truth class
-that gradient saliency explains.
+A ClickMe folder is either the official release's validation shards as downloaded
+(``val-<i>.tfrecords``, or ``clickme_val_<i>`` as ``tf.keras.utils.get_file`` saves them; each record
+a 256x256 JPEG ``image``, a JPEG ``heatmap`` and an ImageNet ``label``), read without TensorFlow
+(:mod:`videonet.evaluation.tfrecord`; the JPEGs are decoded by Pillow, not by TF's decoder), or
+files: ``images/<name>.<jpg|png>`` and ``maps/<name>.<png|npy>`` (same stem), with ``labels.csv``
+(``name,label``; a wnid or an ImageNet-1k class index) for the ground-truth class that gradient
+saliency explains.
 """
 
 from __future__ import annotations
 
 import csv
+import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +47,7 @@ from tqdm import tqdm
 
 from videonet.errors import UserError
 from videonet.evaluation.features import normalize
+from videonet.evaluation.tfrecord import parse_example, read_examples, read_record
 
 HUMAN_SPEARMAN_CEILING = 0.65753  # harmonization/evaluation/clickme.py
 IMAGE_SIZE = 224  # model input and scoring resolution
@@ -120,21 +127,38 @@ def top_overlap(a: np.ndarray, b: np.ndarray, percent: float = TOP_PERCENT) -> t
     return float(dice), float(iou)
 
 
+def read_human_map(source: Path | Image.Image) -> np.ndarray:
+    """A human importance map as float32 (``.npy`` arrays, or images read as greyscale)."""
+    if isinstance(source, Path) and source.suffix == ".npy":
+        array = np.asarray(np.load(source), dtype=np.float32)
+    else:
+        array = np.asarray((source if isinstance(source, Image.Image) else Image.open(source)).convert("L"),
+                           dtype=np.float32)
+    return array.mean(axis=-1) if array.ndim == 3 else array  # official: mean over a trailing channel axis
+
+
 @dataclass(frozen=True)
 class ClickMeSample:
-    """One image of a ClickMe folder with its human map and, when labels.csv has it, its ground-truth wnid."""
+    """One ClickMe image with its human map and (when known) its ground-truth wnid.
+
+    From files: ``image`` and ``heatmap`` are their paths. From the official shards: ``image`` is the
+    shard and ``offset`` the record's position in it (read again when scored, so the whole set is
+    never held in memory).
+    """
 
     name: str
     image: Path
-    heatmap: Path
+    heatmap: Path | None = None
     wnid: str | None = None
+    offset: int | None = None
 
-
-def read_human_map(path: Path) -> np.ndarray:
-    """A human importance map as float32 (``.npy`` arrays, or images read as greyscale)."""
-    array = np.load(path) if path.suffix == ".npy" else np.asarray(Image.open(path).convert("L"))
-    array = np.asarray(array, dtype=np.float32)
-    return array.mean(axis=-1) if array.ndim == 3 else array  # official: mean over a trailing channel axis
+    def load(self) -> tuple[Image.Image, np.ndarray]:
+        """The image and the raw human map."""
+        if self.offset is None:
+            return Image.open(self.image), read_human_map(self.heatmap)
+        record = parse_example(read_record(self.image, self.offset))
+        return (Image.open(io.BytesIO(record["image"][0])),
+                read_human_map(Image.open(io.BytesIO(record["heatmap"][0]))))
 
 
 def _label_to_wnid(label: str, where: str) -> str:
@@ -150,14 +174,39 @@ def _label_to_wnid(label: str, where: str) -> str:
     return table[int(label)].wnid
 
 
+def _shard_index(path: Path) -> int:
+    found = re.findall(r"\d+", path.name)
+    return int(found[-1]) if found else -1
+
+
+def read_shards(shards: list[Path]) -> list[ClickMeSample]:
+    """One sample per record of the official shards (in shard order), labelled by the record's ImageNet index."""
+    samples = []
+    for shard in shards:
+        for i, (offset, record) in enumerate(read_examples(shard)):
+            if not {"image", "heatmap", "label"} <= set(record):
+                raise UserError(f"{shard}: record {i} lacks image, heatmap or label (not a ClickMe shard)")
+            wnid = _label_to_wnid(str(record["label"][0]), str(shard))
+            samples.append(ClickMeSample(f"{shard.name}:{i}", shard, wnid=wnid, offset=offset))
+    if not samples:
+        raise UserError(f"{', '.join(map(str, shards))}: no records")
+    return samples
+
+
 def read_clickme(root: Path) -> list[ClickMeSample]:
-    """The image/map pairs of a ClickMe folder (sorted by name), with labels.csv's classes when present."""
+    """The official shards in ``root``, or its image/map pairs (sorted by name) with labels.csv's classes."""
+    shards = sorted((p for p in root.glob("*") if p.is_file() and (p.suffix == ".tfrecords"
+                                                                 or p.name.startswith("clickme_val_"))),
+                    key=_shard_index) if root.is_dir() else []
+    if shards:
+        return read_shards(shards)
     images = {p.stem: p for p in sorted((root / "images").glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES} \
         if (root / "images").is_dir() else {}
     maps = {p.stem: p for p in sorted((root / "maps").glob("*"))} if (root / "maps").is_dir() else {}
     names = sorted(set(images) & set(maps))
     if not names:
-        raise UserError(f"{root}: need images/<name>.jpg and maps/<name>.png|npy with matching names")
+        raise UserError(f"{root}: need the official val-<i>.tfrecords shards, or images/<name>.jpg and "
+                        "maps/<name>.png|npy with matching names")
     labels: dict[str, str] = {}
     labels_csv = root / "labels.csv"
     if labels_csv.is_file():
@@ -191,8 +240,9 @@ def evaluate_clickme(explain: ExplainFn, samples: list[ClickMeSample]) -> ClickM
     """Score the model's map of every sample against its preprocessed human map."""
     scores = ClickMeScores()
     for sample in tqdm(samples, desc="clickme", unit="img"):
-        model_map = explain(preprocess_image(Image.open(sample.image)), sample.wnid).detach().float().numpy()
-        human = preprocess_heatmap(read_human_map(sample.heatmap))
+        image, heatmap = sample.load()
+        model_map = explain(preprocess_image(image), sample.wnid).detach().float().numpy()
+        human = preprocess_heatmap(heatmap)
         scores.spearman.append(spearman(model_map, human))
         dice, iou = top_overlap(model_map, human)
         scores.dice.append(dice)
