@@ -113,7 +113,7 @@ def results_page(world: World, term: str, sp: str | None, offset: int) -> dict:
     """The JSON of one results response: the first page (``contents``) or a continuation."""
     found = world.results(term, sp)
     items = found[offset:offset + world.page]
-    section = [{"itemSectionRenderer": {"contents": [renderer(item, shelf=item.rank % 5 == 0) for item in items]}}]
+    section = [{"itemSectionRenderer": {"contents": [renderer(item, shelf=bool(world.shelf_every) and item.rank % world.shelf_every == 0) for item in items]}}]
     if offset + world.page < len(found):
         section.append({"continuationItemRenderer": {"continuationEndpoint": {"continuationCommand": {
             "token": _token(term, sp, offset + world.page), "request": "CONTINUATION_REQUEST_TYPE_SEARCH"}}}})

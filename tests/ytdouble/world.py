@@ -132,6 +132,7 @@ class World:
     mix: dict[str, float] = field(default_factory=lambda: {
         SHORT: 0.15, LIVE: 0.02, UPCOMING: 0.01, CHANNEL: 0.02, PLAYLIST: 0.03})
     loose: float = 0.25
+    shelf_every: int = 5  # every n-th Short (by rank) comes in a Shorts shelf, without its length; 0: none
     _pools: dict[str, list[Item]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def pool(self, term: str) -> list[Item]:

@@ -212,12 +212,13 @@ class ClassCandidates:
         row = match_title(candidate, self.terms, self.inflect)
         if "status" in row:
             return row
-        if row["id"] in self.seen:
-            return audit_row(row, DUPLICATE, f"video {row['id']} already a candidate of {row['wnid']}")
+        video = youtube_video_id(row.get("url")) or row["id"]  # a catalog may list one video by two URL forms
+        if video in self.seen:
+            return audit_row(row, DUPLICATE, f"video {video} already a candidate of {row['wnid']}")
         row = check_kind(row)
         if "status" in row:
             return row
-        self.seen.add(row["id"])
+        self.seen.add(video)
         if self.full:
             return audit_row(row, OVER_CAP, f"class already has {self.cap} candidates (--per-class)")
         self.admitted += 1

@@ -17,6 +17,7 @@ counted, so a class's requests are the real ones, config page and retries includ
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Iterator
 from urllib.parse import quote_plus
@@ -125,16 +126,27 @@ def entry_hit(entry: dict) -> dict | None:
     }
 
 
-def _session_ydl(params: dict, site: Session):
-    """A ``yt_dlp.YoutubeDL`` whose every HTTP request goes through ``site``: paced, retried while
-    retriable, counted (``YoutubeDL.urlopen`` is the one door of every extractor request)."""
+_local = threading.local()  # this thread's YoutubeDL per option set (making one costs ~0.1 s)
+
+
+def _session_ydl(key, params: dict, site: Session):
+    """This thread's ``yt_dlp.YoutubeDL`` for the options ``key`` names, whose every HTTP request goes
+    through ``site``: paced, retried while retriable, counted (``YoutubeDL.urlopen`` is the one door
+    of every extractor request). One per thread, so its cookies carry from query to query as a
+    browser's would."""
     import yt_dlp
 
     class _SessionYDL(yt_dlp.YoutubeDL):
-        def urlopen(self, req):
-            return site.call(lambda: super(_SessionYDL, self).urlopen(req))
+        site: Session
 
-    return _SessionYDL(params)
+        def urlopen(self, req):
+            return self.site.call(lambda: super(_SessionYDL, self).urlopen(req))
+
+    ydls = _local.__dict__.setdefault("ydls", {})
+    if key not in ydls:
+        ydls[key] = _SessionYDL(params)
+    ydls[key].site = site
+    return ydls[key]
 
 
 @dataclass
@@ -172,13 +184,13 @@ class YoutubeSource:
     def pages(self, query: Query, size: int, site: Session) -> Iterator[list[dict]]:
         """The query's results one hit at a time (the class stops at exactly its cap; yt-dlp asks
         YouTube for the next ~20 only when the entries before them have been read)."""
-        with _session_ydl(self.params(), site) as ydl:
-            # process=False: the playlist's entries stay yt-dlp's lazy generator.
-            info = ydl.extract_info(query.key, download=False, process=False) or {}
-            for entry in info.get("entries") or ():
-                hit = entry_hit(entry)
-                if hit is not None:
-                    yield [hit]
+        ydl = _session_ydl((self.client, self.socket_timeout), self.params(), site)
+        # process=False: the playlist's entries stay yt-dlp's lazy generator.
+        info = ydl.extract_info(query.key, download=False, process=False) or {}
+        for entry in info.get("entries") or ():
+            hit = entry_hit(entry)
+            if hit is not None:
+                yield [hit]
 
     def prepare(self) -> None:
         """Refuse to start, in one line, when yt-dlp sees no JavaScript runtime: without one it falls back
