@@ -11,6 +11,8 @@ import pandas as pd
 from conftest import curate_options
 from videonet.curation.write.rundir import read_audit, read_metadata
 
+CAT = "n02124075"  # Egyptian cat
+
 
 @pytest.mark.slow
 def test_resuming_a_finished_run_searches_nothing_again(demo_run, demo_dir, tmp_path, capsys):
@@ -47,3 +49,36 @@ def test_final_rows_keep_each_candidates_latest_run():
     ], columns=["run_id", "wnid", "id", "status"])
     assert list(final_rows(audit).index) == [0, 1, 3, 4, 6, 7]
     assert final_rows(audit.iloc[:0]).empty
+
+
+@pytest.mark.slow
+def test_rows_appended_to_a_catalog_after_a_finished_run_are_judged_by_the_rerun(demo_dir, tmp_path, capsys):
+    """The finished marks cover the catalog's digest: a grown catalog is searched again, the new rows
+    are judged, and the resume join judges no old row twice."""
+    from videonet.curation.run import curate
+
+    root, out = tmp_path / "root", tmp_path / "run"
+    root.mkdir()
+    shutil.copyfile(demo_dir / "chelsea_cat.mp4", root / "cat.mp4")
+    shutil.copyfile(demo_dir / "chelsea_cat.mp4", root / "cat_again.mp4")
+    catalog = root / "catalog.csv"
+    catalog.write_text("id,title,path,duration\nfirst,Egyptian cat at home,cat.mp4,12\n")
+    options = curate_options(out, demo_dir, source=f"catalog:{catalog}", catalog_root=str(root), classes=CAT)
+    curate(*options)
+    first = read_audit(str(out))
+    assert list(first["id"]) == ["first"] and list(first["status"]) == ["kept"]
+    capsys.readouterr()
+
+    with catalog.open("a") as fh:
+        fh.write("second,Egyptian cat on the sofa,cat_again.mp4,12\n")
+    curate(*options)
+    assert "not searched again" not in capsys.readouterr().out  # the catalog changed: searched again
+    audit, metadata = read_audit(str(out)), read_metadata(str(out))
+    assert sorted(metadata["id"]) == ["first", "second"] and metadata["key"].is_unique
+    assert sorted(audit["id"]) == ["first", "second"]  # one row each: the first was not judged again
+    assert audit.set_index("id").loc["first", "run_id"] == first["run_id"].iloc[0]
+    assert audit.set_index("id").loc["second", "run_id"] != first["run_id"].iloc[0]
+
+    curate(*options)  # unchanged since: finished, nothing searched
+    assert "1 classes finished by an earlier run with these settings are not searched again" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(read_audit(str(out)), audit)
