@@ -175,7 +175,7 @@ def ucf101_cmd(
 
 def _explainer(explainer: S.Explainer, checkpoint: str, head: Optional[Path], backbone: S.Backbone,
                device: str = "cpu"):
-    """(backbone, label, map function (image, wnid or None) -> map on the CPU, config) of ``--method attention|gradient``.
+    """(backbone, label, map function (image, wnid or None) -> map on the CPU, config) of ``--method``.
 
     The network (and its attention pooling or probe) runs on ``device``.
     """
@@ -227,9 +227,9 @@ def attention_cmd(
 @settings_options((*COMMON, ("maps", S.Explainer)))
 def clickme_cmd(
     checkpoint: str = CHECKPOINT,
-    clickme_dir: Path = typer.Argument(..., help="The official val-<i>.tfrecords shards as downloaded; or images/<name>.jpg, "
-                                       "maps/<name>.png|npy (raw human maps, same stem) and labels.csv (name,label: "
-                                       "wnid or ImageNet index; needed by --method gradient)."),
+    clickme_dir: Path = typer.Argument(..., help="The official val-<i>.tfrecords shards as downloaded; or "
+                                       "images/<name>.jpg, maps/<name>.png|npy (raw human maps, same stem) and "
+                                       "labels.csv (name,label: wnid or ImageNet index; needed by --method gradient)."),
     head: Optional[Path] = typer.Option(None, help="gradient: the probe of `eval linear`; the saliency is of its "
                                         "ground-truth class logit."),
     **settings,
@@ -314,10 +314,12 @@ def imagenet_3dcc_cmd(
                                       features.crop_size, features.batch_size, workers.workers)
     if result.missing:
         typer.echo(f"imagenet-3dcc: not in {data_dir}, left out: {', '.join(result.missing)}")
-    plot = robustness.plot_by_severity(result, output.results_dir / f"imagenet-3dcc-{label}.png", f"ImageNet-3DCC: {label}")
+    plot = robustness.plot_by_severity(result, output.results_dir / f"imagenet-3dcc-{label}.png",
+                                       f"ImageNet-3DCC: {label}")
     typer.echo(f"wrote {plot}")
-    config = {"head": str(head), "crop_size": features.crop_size, "corruptions": list(chosen), "missing": result.missing,
-              "clean": str(clean) if clean else None, "plot": str(plot), "by_severity": result.table}
+    config = {"head": str(head), "crop_size": features.crop_size, "corruptions": list(chosen),
+              "missing": result.missing, "clean": str(clean) if clean else None, "plot": str(plot),
+              "by_severity": result.table}
     _save("imagenet-3dcc", loaded, label, data_dir, result.metrics(), config, output.results_dir)
 
 
@@ -336,7 +338,8 @@ def model_vs_human_cmd(
     chosen = tuple(d for d in datasets.split(",") if d)
     unknown = sorted(set(chosen) - set(S.SHAPE_BIAS_DATASETS))
     if unknown or not chosen:
-        raise UserError(f"--datasets: {', '.join(unknown) or 'none given'}; choose from {', '.join(S.SHAPE_BIAS_DATASETS)}")
+        raise UserError(f"--datasets: {', '.join(unknown) or 'none given'}; "
+                        f"choose from {', '.join(S.SHAPE_BIAS_DATASETS)}")
     loaded, label, output, features, workers, device = _classified(settings, checkpoint)
     metrics = human.model_vs_human(mvh_dir, loaded.model, _head(head, loaded), device, chosen, features.crop_size,
                                    features.batch_size, workers.workers)

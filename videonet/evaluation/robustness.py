@@ -46,7 +46,8 @@ from videonet.evaluation.settings import Features, Workers
 class ImageFiles(Dataset):
     """Images given as a path list, each with an integer label (the official lists are not ImageFolders)."""
 
-    def __init__(self, paths: list[Path], labels: list[int], crop_size: int = Features.crop_size, transform=None) -> None:
+    def __init__(self, paths: list[Path], labels: list[int], crop_size: int = Features.crop_size,
+                 transform=None) -> None:
         self.paths, self.labels, self.transform = paths, labels, transform or eval_transform(crop_size)
         self.classes: list[str] = []  # extract_features records class names; these sets label by index
 
@@ -89,8 +90,9 @@ def check_imagenet_a(root: Path) -> list[str]:
     return wnids
 
 
-def imagenet_a(root: Path, model: torch.nn.Module, head: LinearHead, device: torch.device, crop_size: int = Features.crop_size,
-               batch_size: int = Features.batch_size, workers: int = Workers.workers) -> dict[str, float]:
+def imagenet_a(root: Path, model: torch.nn.Module, head: LinearHead, device: torch.device,
+               crop_size: int = Features.crop_size, batch_size: int = Features.batch_size,
+               workers: int = Workers.workers) -> dict[str, float]:
     """Top-1 on ImageNet-A with the logits restricted to its classes (200 in the official set)."""
     check_imagenet_a(root)
     dataset = _image_folder(root, crop_size)
@@ -136,7 +138,8 @@ def pm_scores(correct: dict[str, bool], pmsets: dict[str, list[str]]) -> dict[st
 
 
 def imagenet_vid_robust(root: Path, model: torch.nn.Module, head: LinearHead, device: torch.device,
-                        crop_size: int = Features.crop_size, batch_size: int = Features.batch_size, workers: int = Workers.workers) -> dict[str, float]:
+                        crop_size: int = Features.crop_size, batch_size: int = Features.batch_size,
+                        workers: int = Workers.workers) -> dict[str, float]:
     """pm-0 and pm-10 on ImageNet-Vid-Robust (vid class score = max of its ImageNet classes' logits)."""
     labels, pmsets, class_wnids = read_vid_robust(root)
     frames = sorted({f for a, fs in pmsets.items() for f in (a, *fs)})
@@ -236,8 +239,9 @@ def _top1(model: torch.nn.Module, head: LinearHead, root: Path, device: torch.de
 
 
 def imagenet_3dcc(root: Path, model: torch.nn.Module, head: LinearHead, device: torch.device,
-                  corruptions: tuple[str, ...] = CORRUPTION_SETS["3d"], clean: Path | None = None, crop_size: int = Features.crop_size,
-                  batch_size: int = Features.batch_size, workers: int = Workers.workers) -> ThreeDCC:
+                  corruptions: tuple[str, ...] = CORRUPTION_SETS["3d"], clean: Path | None = None,
+                  crop_size: int = Features.crop_size, batch_size: int = Features.batch_size,
+                  workers: int = Workers.workers) -> ThreeDCC:
     """Top-1 of each requested corruption and severity present under ``root`` (and of ``clean``, ImageNet val)."""
     layout, missing = list_3dcc(root, corruptions)
     if clean is not None and not clean.is_dir():
@@ -245,8 +249,9 @@ def imagenet_3dcc(root: Path, model: torch.nn.Module, head: LinearHead, device: 
     table: dict[str, dict[int, float]] = {}
     for corruption, severities in layout.items():
         for severity in severities:
-            table.setdefault(corruption, {})[int(severity)] = _top1(
-                model, head, root / corruption / severity, device, crop_size, batch_size, workers, f"{corruption}/{severity}")
+            folder = root / corruption / severity
+            table.setdefault(corruption, {})[int(severity)] = _top1(model, head, folder, device, crop_size, batch_size,
+                                                                    workers, f"{corruption}/{severity}")
     clean_top1 = None if clean is None else _top1(model, head, clean, device, crop_size, batch_size, workers, "clean")
     return ThreeDCC(table, missing, clean_top1)
 
