@@ -1,11 +1,19 @@
-"""Training data: the WebDataset shards of ``videonet curate`` -> batches of augmented multi-view clips.
+"""Training data: the WebDataset shards of ``videonet curate`` -> batches of cropped multi-view clips.
 
 Shards are tar files (``<run>/shards/*.tar``, local or any fsspec URL such as ``gs://``) whose samples
 are ``<key>.mp4`` (the clip) + ``<key>.json`` (metadata with at least ``id``, ``wnid``,
-``class_index``, ``name``, ``duration``, ``fps``). Per clip a :mod:`~videonet.vito.sampling` sampler
-picks one time per view and :func:`decode_frames` decodes *only those frames* with PyAV: one seek
-to the keyframe before the earliest time, then forward decoding to the first frame at/after each
-time (the views lie inside one 2.56 s window, so one seek serves all of them).
+``class_index``, ``name``, ``duration``, ``fps``), and ``<key>.train.mp4`` (the trainer-ready copy of
+:mod:`~videonet.vito.transcode`, read instead of the original) when curated with ``--trainer-copy``.
+Per clip a :mod:`~videonet.vito.sampling` sampler picks one time per view, and the sample's RNG draws
+each view's crop box and augmentation parameters (:mod:`~videonet.vito.augment`). Then either
+
+- a loader worker decodes *only those frames* with PyAV (:func:`decode_frames`) and crops them to the
+  output size (:func:`crop_resize`), or
+- with ``decoder="torchcodec"`` the worker hands the encoded clip on and the training device decodes
+  and crops it (:func:`device_views`; NVDEC on CUDA).
+
+Either way a batch is uint8 crops + parameters; the trainer's
+:class:`~videonet.vito.augment.DeviceAugment` finishes the views on the device.
 
 The stream is infinite and **deterministic**, which is what makes a resumed run bit-exact:
 
