@@ -129,7 +129,6 @@ def sharpness(x: torch.Tensor) -> float:
     return float(steps / (x.amax() - x.amin()).clamp_min(1e-12))
 
 
-@pytest.mark.slow
 @pytest.mark.slow  # 4 x 2,000 images through torchvision one by one: 13-22 s each on the shared 2-core machine
 @pytest.mark.parametrize("dist", [A1, A2], ids=["A1", "A2"])
 def test_device_augment_distributions_match_the_old_pipeline(dist) -> None:
