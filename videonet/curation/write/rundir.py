@@ -146,10 +146,9 @@ def _video(path: str, work: str):
         yield fh, os.fstat(fh.fileno()).st_size
 
 
-def commit_part(out: str, part: str, rows: list[dict], trainer_copy: bool = False) -> None:
-    """Commit one shard part: tar, kept audit rows, then metadata (the marker) last."""
-    rows = [{**r, "shard": part} for r in sorted(rows, key=lambda r: r["key"])]
-    write_shard(join(out, SHARDS, f"{part}.tar"), rows, part, join(out, WORK), trainer_copy)
+def kept_audit_rows(rows: list[dict]) -> list[dict]:
+    """The 'kept' audit rows of a part's kept clips: what a commit writes beside their metadata, and
+    what a repair rebuilds from it (:mod:`~videonet.curation.write.integrity`)."""
     kept_audit = [audit_row(r, KEPT, f"class top-1 on {r['matched_frames']} of {r['frames_classified']} "
                                f"classified frames (first at frame {r['first_match']})",
                             r["frames_classified"]) for r in rows]
@@ -157,7 +156,14 @@ def commit_part(out: str, part: str, rows: list[dict], trainer_copy: bool = Fals
     kept_audit += [audit_row(extra, KEPT, f"extra label of clip {r['key']} (class top-1 on "
                                           f"{extra['matched_frames']} of {r['frames_classified']} classified frames)",
                              r["frames_classified"]) for r in rows for extra in r.get(EXTRA_LABELS, ())]
-    write_atomic(join(out, AUDIT, f"{part}.parquet"), parquet_bytes(kept_audit, AUDIT_SCHEMA))
+    return kept_audit
+
+
+def commit_part(out: str, part: str, rows: list[dict], trainer_copy: bool = False) -> None:
+    """Commit one shard part: tar, kept audit rows, then metadata (the marker) last."""
+    rows = [{**r, "shard": part} for r in sorted(rows, key=lambda r: r["key"])]
+    write_shard(join(out, SHARDS, f"{part}.tar"), rows, part, join(out, WORK), trainer_copy)
+    write_atomic(join(out, AUDIT, f"{part}.parquet"), parquet_bytes(kept_audit_rows(rows), AUDIT_SCHEMA))
     _pause_before_marker()
     write_atomic(join(out, METADATA, f"{part}.parquet"), parquet_bytes(rows, METADATA_SCHEMA))
 
