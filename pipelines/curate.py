@@ -168,15 +168,19 @@ class FetchBySession(beam.DoFn):
                     yield ClipJob(job.identity, job.candidates, FetchFailed(
                         f"not asked: session {name} rate-limited ({parked.kind}), parked until {until}", True, True))
                 break
-            now, gap = time.time(), jittered(identity.interval, c.jitter, self.draw())
-            slot = self.ledger.reserve(name, max(next_free.read() or 0.0, parked.until if parked else 0.0), gap)
-            next_free.write(slot + gap)
-            if slot > now:
-                time.sleep(slot - now)
-                site.tally.waited_s += slot - now
+            earliest = max(next_free.read() or 0.0, parked.until if parked else 0.0)
+
+            def take_slot() -> None:  # the session's next slot, waited for when the request is ready to leave
+                now, gap = time.time(), jittered(identity.interval, c.jitter, self.draw())
+                slot = self.ledger.reserve(name, earliest, gap)
+                next_free.write(slot + gap)
+                if slot > now:
+                    time.sleep(slot - now)
+                    site.tally.waited_s += slot - now
+
             try:
                 fetched = fetch_into(job.candidates[0]["url"], fetched_path(self.out, job.identity, bool(prefix)),
-                                     self.settings.fetch, site, prefix)
+                                     self.settings.fetch, site, prefix, take_slot)
             except FetchError as exc:
                 failure = exc.failure
                 seen = self._remember(recent, failure.kind)

@@ -362,3 +362,186 @@ def test_format_sort_takes_480_of_a_portrait_video_and_a_smaller_format_over_the
                 assert os.path.getsize(got.path) == (demo_dir / "chelsea_cat.mp4").stat().st_size
         media = {r.video: r.answer for r in double.log.requests if r.what == "media"}
     assert media == {"portrait001": "135", "bigvideo001": "160"}  # 480x854, not 270x480; the one that fits
+
+
+def _catalog_run(out, demo_dir, catalog, **options):
+    """One curation of a URL catalog with the offline classifier (few frames), through the download stage."""
+    from videonet.curation.run import curate
+
+    return curate(*curate_options(out, demo_dir, source=f"catalog:{catalog}", classes=CAT, per_class=50, **options))
+
+
+def _status(out) -> dict:
+    return final_rows(read_audit(str(out))).set_index("id")["status"].to_dict()
+
+
+@pytest.mark.slow
+def test_five_flaky_clips_finish_in_the_time_their_failures_ask(web, demo_dir, tmp_path):
+    """429 with Retry-After: 1 twice, 503 twice, a connection dropped twice, a 404 and a plain clip, with
+    the default retry settings: seconds of waiting (1 + 1, 2 + 4, 2 + 4), not minutes; everything but the
+    404 kept in one run; the 404 never asked again."""
+    base, log = web
+    rows = [("limited", "flaky/429-2/five.mp4"), ("unavailable", "flaky/503-2/five.mp4"),
+            ("dropped", "flaky/drop-2/five.mp4"), ("gone", "gone/five.mp4"), ("plain", "clip.mp4?five")]
+    catalog = tmp_path / "five.csv"
+    catalog.write_text("id,title,url,duration\n" + "".join(f"{i},Egyptian cat {i},{base}/{path},12\n" for i, path in rows))
+    out = tmp_path / "five"
+    started = time.monotonic()
+    facts = _catalog_run(out, demo_dir, catalog)
+    seconds = time.monotonic() - started
+    status = _status(out)
+    assert {i: status[i] for i, _ in rows} == {"limited": "kept", "unavailable": "kept", "dropped": "kept",
+                                              "gone": "download_error", "plain": "kept"}
+    assert seconds < 60, seconds  # waits of 14 s and a run's start-up; the throttler's stall took minutes
+    assert facts["download_429s"] == 2
+    _catalog_run(out, demo_dir, catalog)
+    assert log.count("/gone/five.mp4") <= 3  # over two runs (yt-dlp reads the page, then would fetch)
+    assert len(read_metadata(str(out))) == 4
+
+
+def _double_catalog(tmp_path, videos):
+    from ytdouble.download import catalog
+
+    return catalog(tmp_path / "double.csv", videos)
+
+
+def _sessions(tmp_path, double, names, per_hour=0.0, cookies=None) -> str:
+    table = tmp_path / "sessions.csv"
+    table.write_text("name,proxy,cookies,per_hour\n" + "".join(
+        f"{n},http://{n}:pw-{n}@{double.proxy_address},{cookies or ''},{per_hour or ''}\n" for n in names))
+    return str(table)
+
+
+@pytest.mark.slow
+def test_rate_limit_signals_park_the_session_and_end_kept_permanent_failures_asked_once(demo_dir, double_env,
+                                                                                       tmp_path):
+    """Two sessions; a video that meets YouTube's session rate limit, a bot check and a blocked IP once
+    each, a private and a removed one, and plain ones. A rate-limit signal parks its session for the
+    cool-down (no request from it meanwhile) and its videos move to the other session or wait for the
+    rerun (download_deferred, not a try); reruns keep the three; private and removed are asked at most
+    once per run and never more than 3 times, and end download_error."""
+    from ytdouble.download import BOT_CHECK, IP_BLOCKED, PRIVATE, RATE_LIMITED, REMOVED, DownloadDouble, Video
+
+    cooldown = 2.0
+    signals = [Video("ratelimit01", RATE_LIMITED, 1), Video("botcheck001", BOT_CHECK, 1),
+               Video("ipblocked01", IP_BLOCKED, 1)]
+    final = [Video("private0001", PRIVATE), Video("removed0001", REMOVED)]
+    videos = signals + final + [Video(f"plainvideo{i}") for i in range(3)]
+    out = tmp_path / "signals"
+    with DownloadDouble(demo_dir / "chelsea_cat.mp4", videos) as double:
+        double_env(double)
+        sessions = _sessions(tmp_path, double, ["s1", "s2"])
+        asked, runs = {v.id: [] for v in final}, 0
+        while runs < 5:
+            before = {v: len(double.log.player(video=v)) for v in asked}
+            _catalog_run(out, demo_dir, _double_catalog(tmp_path, videos), sessions=sessions, cooldown=cooldown,
+                         retry_attempts=2, retry_backoff=0.05)
+            runs += 1
+            for v in asked:
+                asked[v].append(len(double.log.player(video=v)) - before[v])
+            status = _status(out)
+            if all(status.get(v.id) in ("kept", "download_error") for v in videos):
+                break
+            time.sleep(cooldown)
+        requests = list(double.log.player())
+    assert all(status[v.id] == "kept" for v in signals), status
+    assert all(status[v.id] == "download_error" for v in final), status
+    assert all(max(n) <= 1 and sum(n) <= 3 for n in asked.values()), asked
+    parked = [(r.at, r.session) for r in requests if r.answer in (RATE_LIMITED, BOT_CHECK, IP_BLOCKED)]
+    assert len(parked) == 3
+    for at, who in parked:  # the parked session asked nothing during its cool-down (within the run)
+        assert not [r for r in requests if r.session == who and at < r.at < at + cooldown - 0.2], who
+    assert len(read_metadata(str(out))) == 6
+
+
+@pytest.mark.slow
+def test_an_always_failing_503_is_given_up_by_the_fourth_run(demo_dir, double_env, tmp_path):
+    from videonet.curation.report import build_report
+    from ytdouble.download import UNAVAILABLE_503, DownloadDouble, Video
+
+    videos = [Video("always50301", UNAVAILABLE_503), Video("plainvideo0")]
+    out = tmp_path / "give-up"
+    with DownloadDouble(demo_dir / "chelsea_cat.mp4", videos) as double:
+        double_env(double)
+        seen = []
+        for _ in range(4):
+            _catalog_run(out, demo_dir, _double_catalog(tmp_path, videos), retry_attempts=2, retry_backoff=0.05)
+            seen.append((_status(out)["always50301"], len(double.log.player(video="always50301"))))
+    assert [s for s, _ in seen] == ["download_retriable", "download_retriable", "gave_up", "gave_up"]
+    assert [n for _, n in seen] == [2, 4, 6, 6]  # two tries a run, three runs; the fourth asks nothing
+    facts = build_report(str(out))
+    assert facts["gave_up"] == 1 and facts["gave_up_by_reason"] == {"http_503": 1}
+    reason = final_rows(read_audit(str(out))).set_index("id").loc["always50301", "reason"]
+    assert reason.startswith("gave up after 3 runs failing retriably; last: ") and "503" in reason
+
+
+@pytest.mark.slow
+def test_two_sessions_hold_their_rate_across_four_workers(demo_dir, double_env, tmp_path):
+    """2 sessions at 3600 requests/hour each (YouTube's ~300/h scaled down), 4 worker threads: at the
+    double, neither session ever asks twice within 0.8 s (its budget there: a second request would be
+    answered "rate-limited"), and both work."""
+    from ytdouble.download import DownloadDouble, Video
+
+    videos = [Video(f"ratevideo{i:02d}") for i in range(8)]
+    out = tmp_path / "rate"
+    with DownloadDouble(demo_dir / "chelsea_cat.mp4", videos, per_hour=3600, window=0.8) as double:
+        double_env(double)
+        _catalog_run(out, demo_dir, _double_catalog(tmp_path, videos),
+                     sessions=_sessions(tmp_path, double, ["s1", "s2"], per_hour=3600),
+                     beam_args=["--direct_num_workers=4", "--direct_running_mode=multi_threading"])
+        log = double.log
+    assert {r.answer for r in log.player()} == {"plain"}  # nobody was told to slow down
+    for who in ("proxy:s1", "proxy:s2"):
+        assert 1 <= len(log.player(session=who)) and log.max_in_window(who, 0.8) == 1, who
+    assert len(read_metadata(str(out))) == 8
+
+
+@pytest.mark.slow
+def test_the_circuit_breaker_stops_the_run_in_one_line_and_writes_nothing_off(demo_dir, double_env, tmp_path):
+    from videonet.errors import UserError
+    from ytdouble.download import NO_FORMATS, DownloadDouble, Video
+
+    videos = [Video(f"noformats{i:02d}", NO_FORMATS) for i in range(6)]
+    out = tmp_path / "breaker"
+    with DownloadDouble(demo_dir / "chelsea_cat.mp4", videos) as double:
+        double_env(double)
+        with pytest.raises(UserError) as stopped:
+            _catalog_run(out, demo_dir, _double_catalog(tmp_path, videos), retry_attempts=1, breaker_window=4)
+        asked = len(double.log.player())
+    line = str(stopped.value)
+    assert "\n" not in line and "4 of the last 4 downloads of session local failed" in line
+    assert "js_challenge" in line and "install Deno" in line and "Nothing was written off" in line
+    assert asked == 4  # it stopped at the fourth
+    audit = read_audit(str(out))
+    assert not len(audit) or not audit["status"].str.startswith(("download", "gave")).any()
+
+
+@pytest.mark.slow
+def test_no_proxy_credential_or_cookie_value_reaches_any_output(demo_dir, double_env, tmp_path, capfd):
+    """An error that quotes the session's proxy URL and cookie, a bot check and a kept video: the run's
+    every file, its summary and its logs hold neither secret; the cookies file is read, never written."""
+    from ytdouble.download import BOT_CHECK, LEAKY, DownloadDouble, Video
+
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tSID\tC00kieValue42\n")
+    cookies.chmod(0o444)
+    before = (cookies.read_bytes(), cookies.stat().st_mtime)
+    videos = [Video("leakyvideo1", LEAKY), Video("botcheck002", BOT_CHECK, 1), Video("plainvideo9")]
+    out = tmp_path / "secrets"
+    with DownloadDouble(demo_dir / "chelsea_cat.mp4", videos) as double:
+        double_env(double)
+        facts = _catalog_run(out, demo_dir, _double_catalog(tmp_path, videos), retry_attempts=1,
+                             sessions=_sessions(tmp_path, double, ["s1"], cookies=str(cookies)))
+        sessions_seen = {r.session for r in double.log.requests}
+    captured = capfd.readouterr()
+    assert sessions_seen == {"proxy:s1"}
+    secrets = [b"pw-s1", b"C00kieValue42"]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 5
+    leaks = [str(p) for p in files for s in secrets if s in p.read_bytes()]
+    assert not leaks, leaks
+    said = (captured.out + captured.err + repr(facts)).encode()
+    assert not [s for s in secrets if s in said]
+    reason = final_rows(read_audit(str(out))).set_index("id").loc["leakyvideo1", "reason"]
+    assert "http://***@127.0.0.1" in reason and "SID=***" in reason
+    assert (cookies.read_bytes(), cookies.stat().st_mtime) == before

@@ -27,7 +27,7 @@ import os
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable, TypeVar
 
@@ -679,41 +679,94 @@ class CircuitOpen(UserError):
 
 
 @dataclass(frozen=True)
-class Parked:
-    """A session's fleet-wide standing, shared through the run directory (``_work/sessions``): when it
-    may ask again after a rate-limit signal, and why it was parked."""
+class Standing:
+    """A session's standing, shared by every worker and the next run: when it was parked until after a
+    rate-limit signal (and why), and its next free slot (so that the passes of the download stage,
+    each with state of its own, still share one clock per session)."""
 
     until: float = 0.0  # epoch seconds
     kind: str = ""
+    next_free: float = 0.0
+
+    def merged(self, other: "Standing") -> "Standing":
+        later = self if self.until >= other.until else other
+        return Standing(later.until, later.kind, max(self.next_free, other.next_free))
 
 
 class SessionLedger:
-    """Which sessions are parked, readable by every worker and by the next run: one small JSON file
-    per session under ``directory`` (any Beam filesystem). Read at most every ``ttl`` seconds."""
+    """The sessions' standings: one small JSON file per session under ``directory`` (any Beam
+    filesystem), read at most every ``ttl`` seconds, plus this process's own writes at once.
+
+    The slot of a session's next request is reserved here under a process lock, on top of the
+    stateful DoFn's state: a runner may run bundles of one key side by side in threads of one process
+    (the local runner with several workers does), and the state's read-modify-write alone would let
+    two of them take the same slot. Across processes the runner's key serialization does it.
+    """
+
+    _lock = threading.Lock()
+    _mine: dict[tuple[str, str], Standing] = {}  # (directory, session): this process's latest word
 
     def __init__(self, directory: str, ttl: float = 5.0):
         self.directory, self.ttl = directory.rstrip("/"), ttl
-        self.cache: tuple[float, dict[str, Parked]] | None = None
+        self.cache: tuple[float, dict[str, Standing]] | None = None
 
-    def park(self, name: str, parked: Parked) -> None:
+    def _read(self) -> dict[str, Standing]:
         from apache_beam.io.filesystems import FileSystems
 
-        if not FileSystems.exists(self.directory):
-            FileSystems.mkdirs(self.directory)
-        with FileSystems.create(f"{self.directory}/{name}.json") as fh:
-            fh.write(json.dumps({"until": parked.until, "kind": parked.kind}).encode())
-        self.cache = None
-
-    def parked(self, now: float | None = None) -> dict[str, Parked]:
-        """The sessions parked at ``now``."""
-        from apache_beam.io.filesystems import FileSystems
-
-        now = time.time() if now is None else now
         if self.cache is None or time.monotonic() - self.cache[0] > self.ttl:
             book = {}
             if FileSystems.exists(self.directory):
                 for meta in FileSystems.match([f"{self.directory}/*.json"])[0].metadata_list:
                     with FileSystems.open(meta.path) as fh:
-                        book[os.path.basename(meta.path)[:-5]] = Parked(**json.loads(fh.read()))
+                        book[os.path.basename(meta.path)[:-5]] = Standing(**json.loads(fh.read()))
             self.cache = (time.monotonic(), book)
-        return {name: p for name, p in self.cache[1].items() if p.until > now}
+        book = dict(self.cache[1])
+        for (directory, name), standing in list(self._mine.items()):
+            if directory == self.directory:
+                book[name] = standing.merged(book.get(name, Standing()))
+        return book
+
+    def _write(self, name: str, standing: Standing) -> None:
+        from apache_beam.io.filesystems import FileSystems
+
+        if not FileSystems.exists(self.directory):
+            FileSystems.mkdirs(self.directory)
+        path = f"{self.directory}/{name}.json"
+        with FileSystems.create(f"{path}.{os.getpid()}.{threading.get_ident()}.tmp") as fh:
+            fh.write(json.dumps(asdict(standing)).encode())
+        FileSystems.rename([f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"], [path])
+
+    def standing(self, name: str) -> Standing:
+        return self._read().get(name, Standing())
+
+    def park(self, name: str, until: float, kind: str) -> None:
+        with self._lock:
+            standing = self.standing(name)
+            standing = Standing(max(until, standing.until), kind, standing.next_free)
+            self._mine[self.directory, name] = standing
+        self._write(name, standing)
+
+    def reserve(self, name: str, earliest: float, gap: float) -> float:
+        """The time of the session's next request, at or after ``earliest`` and its next free slot; the
+        slot after it is ``gap`` later."""
+        with self._lock:
+            standing = self.standing(name)
+            slot = max(time.time(), earliest, standing.next_free)
+            standing = Standing(standing.until, standing.kind, slot + gap)
+            self._mine[self.directory, name] = standing
+        if gap:
+            self._write(name, standing)
+        return slot
+
+    def hold(self, name: str, until: float) -> None:
+        """No request of the session before ``until`` (a stated wait, a backoff)."""
+        with self._lock:
+            standing = self.standing(name)
+            standing = Standing(standing.until, standing.kind, max(standing.next_free, until))
+            self._mine[self.directory, name] = standing
+        self._write(name, standing)
+
+    def parked(self, now: float | None = None) -> dict[str, Standing]:
+        """The sessions parked at ``now``."""
+        now = time.time() if now is None else now
+        return {name: s for name, s in self._read().items() if s.until > now}

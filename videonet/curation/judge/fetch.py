@@ -32,7 +32,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from videonet.curation.client import (
     ClientSettings, Failure, Session, cookie_values, failure_of, one_line, proxy_secrets, redact, session,
@@ -184,17 +184,21 @@ class _Ydls:
         return self.instances[key]
 
 
-def _download(ydls: _Ydls, url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> dict:
+def _download(ydls: _Ydls, url: str, directory: str, limits: FetchSettings, params: dict, prefix: float,
+              ready: Callable[[], None] = lambda: None) -> dict:
     """Download in this process (the child's work) with its YoutubeDL of these options; a download
     over the size limit is tried once more in the smallest format that fits.
 
     ``params`` (cookies, proxy, ``--ytdlp`` ...) may change any yt-dlp option but the bounds and the
-    output place; ``prefix`` > 0 fetches only the first ``prefix`` seconds. Returns the answer line.
+    output place; ``prefix`` > 0 fetches only the first ``prefix`` seconds; ``ready()`` is called when
+    the request is about to leave (its pacing). Returns the answer line.
     """
     import yt_dlp
 
     for smaller in (False, True):
         ydl = ydls.get(limits, params, prefix, smaller)
+        if not smaller:
+            ready()
         ydl.params["outtmpl"]["default"] = os.path.join(directory, "video.%(ext)s")
         ydls.guard.started, ydls.guard.limits = time.monotonic(), limits
         try:
@@ -242,21 +246,24 @@ class _Downloader:
         line, self.pending = self.pending, b""
         return line
 
-    def fetch(self, url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> Fetched:
+    def fetch(self, url: str, directory: str, limits: FetchSettings, params: dict, prefix: float,
+              before_send: Callable[[], None] | None = None) -> Fetched:
         if not self.ready:  # importing yt-dlp is not part of any download's time
             if self._line(self.STARTUP_S) is None:
                 raise FetchError(f"downloader did not start within {self.STARTUP_S:g} s")
             self.ready = True
         self.served += 1
         request = {"url": url, "directory": directory, "limits": asdict(limits), "params": params, "prefix": prefix,
-                   "secrets": _secrets(params)}
-        try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
-        except OSError:
-            self.kill()
-            raise FetchError(f"downloader exited (code {self.proc.poll()})") from None
+                   "secrets": _secrets(params), "handshake": before_send is not None}
+        self._send(json.dumps(request))
         data = self._line(limits.max_seconds)
+        if before_send is not None and data == b"set\n":
+            # The child has its YoutubeDL ready: the request leaves the moment it is told "go", so neither
+            # a cold start nor making a YoutubeDL eats into the session's pacing. (A child that failed
+            # before that answered at once.)
+            before_send()
+            self._send("go")
+            data = self._line(limits.max_seconds)
         if data is None:
             raise FetchError(f"download took longer than {limits.max_seconds:g} s (stopped)",
                              Failure(f"download took longer than {limits.max_seconds:g} s (stopped)", retriable=True))
@@ -268,6 +275,14 @@ class _Downloader:
             failure = Failure(**answer["error"])
             raise FetchError(failure.reason, failure)
         return Fetched(answer["path"], answer["duration"] if prefix else None, bool(prefix))
+
+    def _send(self, line: str) -> None:
+        try:
+            self.proc.stdin.write((line + "\n").encode())
+            self.proc.stdin.flush()
+        except OSError:
+            self.kill()
+            raise FetchError(f"downloader exited (code {self.proc.poll()})") from None
 
     def alive(self) -> bool:
         return self.proc.poll() is None and self.served < self.RECYCLE_AFTER
@@ -306,7 +321,8 @@ def _close_idle() -> None:
         downloader.kill()
 
 
-def _download_bounded(url: str, directory: str, limits: FetchSettings, params: dict, prefix: float) -> Fetched:
+def _download_bounded(url: str, directory: str, limits: FetchSettings, params: dict, prefix: float,
+                      before_send: Callable[[], None] | None = None) -> Fetched:
     """:func:`_download` in a child process that is killed at the wall-time limit."""
     with _idle_lock:
         downloader = _idle.pop() if _idle else None
@@ -316,7 +332,7 @@ def _download_bounded(url: str, directory: str, limits: FetchSettings, params: d
     downloader = downloader or _Downloader()
     answered = False
     try:
-        fetched = downloader.fetch(url, directory, limits, params, prefix)
+        fetched = downloader.fetch(url, directory, limits, params, prefix, before_send)
         answered = True
         return fetched
     except FetchError:
@@ -343,12 +359,17 @@ def _child() -> None:
     ydls = _Ydls()
     answers.write("ready\n")
     answers.flush()
+    def handshake() -> None:  # "set", then wait for the worker's "go" (it paces the session)
+        answers.write("set\n")
+        answers.flush()
+        sys.stdin.readline()
+
     for line in sys.stdin:
         request = json.loads(line)
         os.environ["TMPDIR"] = tempfile.tempdir = request["directory"]  # yt-dlp's own temp files too
         try:
             answer = _download(ydls, request["url"], request["directory"], FetchSettings(**request["limits"]),
-                               request["params"], request["prefix"])
+                               request["params"], request["prefix"], handshake if request["handshake"] else lambda: None)
         except FetchError as exc:
             answer = {"error": asdict(exc.failure)}
         except yt_dlp.utils.DownloadError as exc:  # classified here: only this process sees the HTTP error
@@ -497,14 +518,22 @@ def fetched_video(url: str | None, path: str | None, limits: FetchSettings = Fet
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def fetch_into(url: str, target: str, limits: FetchSettings, site: Session, prefix: float = 0.0) -> Fetched:
+def fetch_into(url: str, target: str, limits: FetchSettings, site: Session, prefix: float = 0.0,
+               before_send: Callable[[], None] | None = None) -> Fetched:
     """One request of ``site`` for ``url`` (its retries are the caller's), the file copied to ``target``
-    (any Beam filesystem: the download stage and the judge may be different workers)."""
+    (any Beam filesystem: the download stage and the judge may be different workers). ``before_send``
+    runs once the downloader is ready, right before the request leaves (the session's pacing)."""
     from apache_beam.io.filesystems import FileSystems
 
-    with fetched_video(url, None, limits, site, prefix) as got, open(got.path, "rb") as src:
-        with FileSystems.create(target + ".tmp") as dst:
+    if not url.lower().startswith(URL_SCHEMES):
+        raise FetchError(f"url scheme not allowed (http/https only): {url[:80]}")
+    directory = tempfile.mkdtemp(prefix=f"{_host_prefix()}{os.getpid()}-")
+    try:
+        got = site.call(lambda: _download_bounded(url, directory, limits, site.params, prefix, before_send))
+        with open(got.path, "rb") as src, FileSystems.create(target + ".tmp") as dst:
             shutil.copyfileobj(src, dst, 8 * 1024 * 1024)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
     FileSystems.rename([target + ".tmp"], [target])
     return Fetched(target, got.duration, got.prefix)
 
