@@ -82,6 +82,9 @@ def curate(
     out: str = typer.Option(..., "--out", help="Run directory (local path, gs://, s3://); rerunning it resumes."),
     dry_run: bool = typer.Option(False, help="Only build the pipeline graph with these runner options; "
                                  "nothing on disk changes."),
+    repair: bool = typer.Option(False, help="Before resuming, rebuild what a damaged run directory lost (metadata "
+                                "from shards, shards from the clips' files, kept audit rows from metadata) and "
+                                "remove what cannot be rebuilt; the run then judges those candidates again."),
     **settings,
 ) -> None:
     """Curate a VideoNet-style dataset: title search -> filters -> classifier -> shards + audit + report.
@@ -96,7 +99,7 @@ def curate(
     if dry_run:
         typer.echo(f"pipeline graph for {options.runner.runner}: {build_only(out, options)} transforms (not submitted)")
         return
-    typer.echo(format_summary(run_curate(out, options)))
+    typer.echo(format_summary(run_curate(out, options, repair)))
     typer.echo(f"report: {out.rstrip('/')}/report/report.html")
 
 

@@ -8,6 +8,17 @@ class UserError(Exception):
     """Bad input or a missing resource, described in one line that says what to do."""
 
 
+class DamagedRunFile(UserError):
+    """A file of a run directory cannot be read (truncated, emptied, corrupt) or is missing where the
+    others need it: the message names it and says how to rebuild what can be rebuilt."""
+
+    def __init__(self, path: str, problem: str, more: int = 0):
+        also = f" (and {more} more damaged files)" if more else ""
+        super().__init__(f"{path}: {problem}{also}; run the same `videonet curate` command with --repair to "
+                         "rebuild what can be rebuilt and judge the rest again")
+        self.path, self.problem = path, problem
+
+
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 

@@ -12,6 +12,7 @@ from videonet.curation.report import build_report
 from videonet.curation.search import make_source
 from videonet.curation.settings import CurateSettings, RunState
 from videonet.curation.vocabulary.classes import parse_classes
+from videonet.curation.write import integrity
 from videonet.curation.write.lock import hold
 from videonet.curation.write.resume import mark_finished, settings_key, unfinished
 from videonet.curation.write.rundir import WORK, join, recover
@@ -30,19 +31,28 @@ def dry_run(out: str, settings: CurateSettings) -> int:
     return len(pipeline.to_runner_api().components.transforms)
 
 
-def curate(out: str, settings: CurateSettings) -> dict:
-    """Run (or resume) a curation into ``out`` and return the report summary; one live run per ``out``."""
+def curate(out: str, settings: CurateSettings, repair: bool = False) -> dict:
+    """Run (or resume) a curation into ``out`` and return the report summary; one live run per ``out``.
+
+    A run directory with a damaged or missing file is a one-line error naming it; with ``repair``
+    what can be rebuilt is rebuilt first and the rest is judged again (:mod:`~videonet.curation.write.integrity`).
+    """
     with hold(out.rstrip("/")):
-        return _curate_held(out, settings)
+        return _curate_held(out, settings, repair)
 
 
-def _curate_held(out: str, settings: CurateSettings) -> dict:
+def _curate_held(out: str, settings: CurateSettings, repair: bool) -> dict:
     classes, source = parse_classes(settings.vocabulary.classes), make_source(settings.search, settings.client)
     source.prepare()
     state = RunState.new(out)
     removed = recover(state.out)
     if removed:
         print(f"recovered {state.out}: removed {len(removed)} files of an interrupted commit")
+    if repair:
+        for line in integrity.repair(state.out, settings.write.trainer_copy):
+            print(f"repaired {state.out}: {line}")
+    else:
+        integrity.refuse(integrity.check(state.out))
     key = settings_key(settings, source.fingerprint())
     # A recovery removed part of a commit: the finished marks no longer prove every class's verdicts are
     # on disk, so every class is searched again and the resume join decides what is left.
@@ -56,7 +66,11 @@ def _curate_held(out: str, settings: CurateSettings) -> dict:
         # the local runner the DoFns then reuse this very model through the Shared handle. A finished
         # run's resume judges nothing and loads no model (that took most of its time).
         model = acquire_classifier(shared, settings.classifier) if settings.runner.local else None
-        run(settings, todo, source, state, shared)
+        try:
+            run(settings, todo, source, state, shared)
+        except Exception:
+            integrity.refuse(integrity.inspect(state.out))  # a file the pipeline could not read: name it
+            raise
         mark_finished(state.out, state.run_id, key, todo)
         del model
     staging = join(state.out, WORK, "staging")

@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from videonet.curation.search import CAP_REACHED, EXHAUSTED
 from videonet.curation.vocabulary.classes import ImageNetClass
 from videonet.curation.write.rundir import AUDIT, SEARCH, _list, join, write_atomic
+from videonet.errors import DamagedRunFile
 
 FINISHED = ".finished.json"
 # Verdicts no rerun changes; a class with any other row (a failed search, a retriable failure, a
@@ -47,11 +48,23 @@ def finished_classes(out: str, key: str) -> dict[str, str]:
     """wnid -> terms key of every class a finished run with settings ``key`` completed."""
     done: dict[str, str] = {}
     for path in _list(join(out, SEARCH), "*" + FINISHED):
-        with FileSystems.open(path) as fh:
-            marker = json.loads(fh.read())
+        marker = read_mark(path)
         if marker["settings"] == key:
             done.update(marker["classes"])
     return done
+
+
+def read_mark(path: str) -> dict:
+    """A finished mark, or :class:`~videonet.errors.DamagedRunFile` naming it (truncated, not a mark)."""
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as fh:
+            mark = json.loads(fh.read())
+        if not (isinstance(mark, dict) and isinstance(mark.get("settings"), str)
+                and isinstance(mark.get("classes"), dict)):
+            raise ValueError("not a finished mark")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedRunFile(path, f"unreadable finished mark ({str(exc).splitlines()[0]})") from None
+    return mark
 
 
 def _read(path: str, columns: list[str]):

@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from videonet.curation.write.records import AUDIT_SCHEMA, EXTRA_LABELS, KEPT, METADATA_SCHEMA, audit_row
+from videonet.errors import DamagedRunFile
 
 SHARDS, METADATA, AUDIT, SEARCH, REPORT, WORK = "shards", "metadata", "audit", "search", "report", "_work"
 REQUESTS = "requests"
@@ -233,10 +234,13 @@ def read_table(out: str, directory: str, schema: pa.Schema, columns: list[str] |
     schema = pa.schema([schema.field(name) for name in columns]) if columns else schema
     tables = []
     for path in _list(join(out, directory), "*.parquet"):
-        with FileSystems.open(path) as fh:
-            part = pq.ParquetFile(io.BytesIO(fh.read()))
-        present = set(part.schema_arrow.names)
-        tables.append(_conform(part.read(columns=[n for n in schema.names if n in present]), schema))
+        try:
+            with FileSystems.open(path) as fh:
+                part = pq.ParquetFile(io.BytesIO(fh.read()))
+            present = set(part.schema_arrow.names)
+            tables.append(_conform(part.read(columns=[n for n in schema.names if n in present]), schema))
+        except (pa.ArrowException, OSError) as exc:  # truncated, emptied, overwritten: name the file
+            raise DamagedRunFile(path, f"unreadable Parquet file ({str(exc).strip().splitlines()[0]})") from None
     table = pa.concat_tables(tables) if tables else schema.empty_table()
     return table.to_pandas(self_destruct=True)
 
@@ -276,8 +280,11 @@ def shard_paths(out: str) -> list[str]:
 def read_shard(path: str) -> dict[str, dict]:
     """Map key -> {extension: bytes} for one shard (used by checks and tests)."""
     samples: dict[str, dict] = {}
-    with FileSystems.open(path) as fh, tarfile.open(fileobj=io.BytesIO(fh.read())) as tar:
-        for member in tar.getmembers():
-            key, ext = member.name.split(".", 1)
-            samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    try:
+        with FileSystems.open(path) as fh, tarfile.open(fileobj=io.BytesIO(fh.read())) as tar:
+            for member in tar.getmembers():
+                key, ext = member.name.split(".", 1)
+                samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
+    except tarfile.TarError as exc:
+        raise DamagedRunFile(path, f"unreadable shard ({exc})") from None
     return samples

@@ -24,6 +24,7 @@ from typing import Iterable
 from apache_beam.io.filesystems import FileSystems
 
 from videonet.curation.write.rundir import REPORT, join, write_atomic
+from videonet.errors import DamagedRunFile
 
 THUMBS = "thumbs"
 
@@ -43,8 +44,11 @@ def _read_facts(out: str, key: str) -> dict | None:
     path = thumb_path(out, key, "json")
     if not FileSystems.exists(path):  # judged before thumbnails existed, or from another outcome
         return None
-    with FileSystems.open(path) as fh:
-        return json.loads(fh.read())
+    try:
+        with FileSystems.open(path) as fh:
+            return json.loads(fh.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DamagedRunFile(path, f"unreadable thumbnail facts ({str(exc).splitlines()[0]})") from None
 
 
 def read_thumb_facts(out: str, keys: Iterable[str]) -> dict[str, dict]:
