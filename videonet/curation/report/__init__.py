@@ -31,6 +31,7 @@ from videonet.curation.write.records import (
 from videonet.curation.judge.scan import THUMB_PX
 from videonet.curation.report.sheets import Clip, Sheet, contact_sheets
 from videonet.curation.vocabulary.classes import class_name, imagenet1k
+from videonet.curation.write.integrity import unfinished_run
 from videonet.curation.write.thumbs import THUMBS
 
 # Hits that are not retrieved videos of the class: loose titles, repeats, beyond the cap, channels and
@@ -310,6 +311,7 @@ def build_report(out: str) -> dict:
     audit, metadata = current_rows(read_audit(out, REPORT_COLUMNS), searches), read_metadata(out)
     table = retention_table(audit, searches)
     facts = summary(audit, metadata, table, read_table(out, REQUESTS, REQUESTS_SCHEMA))
+    facts["unfinished_run"] = unfinished_run(out)  # a killed run's figures are partial: say so
     parquet = io.BytesIO()
     table.to_parquet(parquet, index=False)
     write_atomic(join(out, REPORT, "retention.parquet"), parquet.getvalue())
@@ -340,6 +342,8 @@ def format_summary(facts: dict) -> str:
     labelled figures (summary.json keeps the raw keys)."""
     apart = (KEPT, OVER_CAP, SEARCH_ERROR, SEARCH_RETRIABLE, NOT_A_VIDEO, LIVE_STREAM, UPCOMING_STREAM)
     lines = [
+        *([f"Incomplete: run {facts['unfinished_run']} started and never finished, so these figures are partial; "
+           "rerun the same command to resume."] if facts.get("unfinished_run") else []),
         f"Search: {_n(facts['classes_searched'])} classes searched with {_n(facts['search_queries'])} queries and "
         f"{_n(facts['search_requests'])} requests; {_n(facts['classes_cap_reached'])} reached the cap "
         f"(--per-class), {_n(facts['classes_exhausted'])} exhausted every query, "
