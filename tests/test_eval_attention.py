@@ -12,24 +12,13 @@ from torchvision import models
 from torchvision.transforms.functional import to_tensor
 from typer.testing import CliRunner
 
+from evaldata import write_run
 from videonet.cli import app
 from videonet.evaluation import attention_maps
 from videonet.evaluation.backbone import load_backbone
 from videonet.evaluation.features import normalize
-from videonet.vito.model import MultiScalePooling
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
-
-
-def write_run(run: Path, pooling: str = "attn") -> Path:
-    """backbone.pt and attention.pt exactly as `videonet train` exports them (resnet18, two scales)."""
-    torch.manual_seed(0)
-    run.mkdir(parents=True)
-    net = models.resnet18()
-    torch.save({k: v for k, v in net.state_dict().items() if not k.startswith("fc.")}, run / "backbone.pt")
-    pool = MultiScalePooling([256, 512], ["layer3", "layer4"], pooling, hidden=32)
-    torch.save(pool.export("resnet18"), run / "attention.pt")
-    return run
 
 
 def write_photos(folder: Path) -> list[Path]:

@@ -23,8 +23,7 @@ from PIL import Image
 from scipy.stats import spearmanr
 from typer.testing import CliRunner
 
-from test_eval_attention import write_run
-from test_eval_robustness import W1, W2, constant_head
+from evaldata import W1, W2, constant_head, write_run
 from videonet.cli import app
 from videonet.errors import UserError
 from videonet.evaluation import attention_maps, clickme

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 from typer.testing import CliRunner
 
+from evaldata import W1, W2, W3, W4, W5, constant_head, image
 from videonet.cli import app
 from videonet.errors import UserError
 from videonet.evaluation import human, paper, robustness
@@ -28,26 +28,6 @@ from videonet.evaluation.linear import LinearHead
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 CPU = torch.device("cpu")
-W1, W2, W3, W4, W5 = "n01440764", "n01443537", "n01484850", "n01491361", "n01494475"
-
-
-def constant_head(classes: list[str], bias: list[float], path: Path | None = None) -> LinearHead:
-    """A probe on 512-d (resnet18) features that ignores them: logits = bias for every image."""
-    linear = nn.Linear(512, len(classes))
-    nn.init.zeros_(linear.weight)
-    linear.bias.data = torch.tensor(bias, dtype=torch.float32)
-    head = LinearHead(linear, torch.zeros(512), torch.ones(512), classes)
-    if path is not None:
-        head.save(path)
-    return head
-
-
-def image(path: Path, colour: tuple[int, int, int] = (120, 60, 30)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((40, 40, 3), colour, np.uint8)).save(path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     return load_backbone("random", arch="resnet18").model
