@@ -364,6 +364,24 @@ def test_format_sort_takes_480_of_a_portrait_video_and_a_smaller_format_over_the
     assert media == {"portrait001": "135", "bigvideo001": "160"}  # 480x854, not 270x480; the one that fits
 
 
+def test_a_downloader_keeps_one_youtubedl_per_option_set(demo_dir, double_env):
+    """YouTube's player script and its solved challenges live in a YoutubeDL: three videos with the
+    same options are asked by one instance; other options (another session) get another."""
+    from ytdouble.download import DownloadDouble, Video
+
+    videos = [Video(f"samevideo{i:02d}") for i in range(4)]
+    with DownloadDouble(demo_dir / "chelsea_cat.mp4", videos) as double:
+        double_env(double)
+        for video, proxy in zip(videos, [None, None, None, f"http://other:pw@{double.proxy_address}"]):
+            site = session("download", ClientSettings())
+            if proxy:
+                site.params["proxy"] = proxy
+            with fetched_video(video.url, None, LIMITS, site):
+                pass
+        instances = [r.ydl for r in double.log.player()]
+    assert len(set(instances[:3])) == 1 and instances[3] != instances[0], instances
+
+
 def _catalog_run(out, demo_dir, catalog, **options):
     """One curation of a URL catalog with the offline classifier (few frames), through the download stage."""
     from videonet.curation.run import curate

@@ -81,6 +81,7 @@ class Request:
     video: str
     what: str  # "player" | "media"
     answer: str  # the kind answered ("plain" when it served); for media, the format id fetched
+    ydl: str = ""  # which YoutubeDL asked (process and instance): a downloader keeps one per option set
 
 
 @dataclass
@@ -132,7 +133,8 @@ class DownloadHandler(flakyserver.FlakyHandler):
                 answer = video.kind
             else:
                 answer = PLAIN
-            self.dlog.requests.append(Request(now, session, video_id, "player", answer))
+            self.dlog.requests.append(Request(now, session, video_id, "player", answer,
+                                              self.headers.get("X-Double-Ydl", "")))
         if answer in (PLAYER_429, UNAVAILABLE_503):
             self.send_response(429 if answer == PLAYER_429 else 503)
             self.send_header("Content-Length", "0")

@@ -7,6 +7,7 @@ path) only where the double's base URL is in the environment."""
 from __future__ import annotations
 
 import os
+import uuid
 from urllib.parse import urlsplit
 
 from yt_dlp.extractor.common import InfoExtractor
@@ -36,6 +37,12 @@ class YoutubeDoubleIE(InfoExtractor):
             return f"proxy:{urlsplit(proxy).username or urlsplit(proxy).hostname}", proxy, sid
         return (f"cookie:{sid}" if sid else "direct"), proxy, sid
 
+    def _instance(self) -> str:
+        """A name for the YoutubeDL asking, unique for its life (an id() can be reused after it is gone)."""
+        if not hasattr(self._downloader, "_double_name"):
+            self._downloader._double_name = f"{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        return self._downloader._double_name
+
     @property
     def _youtube_login_hint(self):
         return (f'{self._login_hint(method="cookies")}. Also see  {COOKIE_HOWTO_WIKI_URL}  '
@@ -47,7 +54,8 @@ class YoutubeDoubleIE(InfoExtractor):
         session, proxy, sid = self._session()
         headers = {"X-Double-Session": session}
         try:
-            answer = self._download_json(f"{base}/player?v={video_id}", video_id, headers=headers,
+            answer = self._download_json(f"{base}/player?v={video_id}", video_id,
+                                         headers={**headers, "X-Double-Ydl": self._instance()},
                                          note="Downloading player API JSON")
         except ExtractorError as e:
             if getattr(e.cause, "status", None) == 429:  # _video.py: a player request's error is a warning,
