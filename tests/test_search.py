@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import curate_options
-from videonet.curation.report import format_summary, retention_table, summary
+from videonet.curation.report import chart_classes, format_summary, retention_table, summary
 from videonet.curation.search import SEARCH_SCHEMA
 from videonet.curation.vocabulary.classes import parse_classes
 from videonet.curation.write.records import AUDIT_SCHEMA, KEPT, REJECTED, SEARCH_ERROR, audit_row
@@ -63,6 +63,9 @@ def test_a_class_fills_to_exactly_the_cap_at_default_settings(demo_dir, tmp_path
             "1 exhausted every query, 0 stopped with a failed query.") in text
     assert "Search requests: 52 (0 rate-limited, 0 retried); no rate: " in text  # a catalog answers in ms
     assert not re.search(r"[a-z]_[a-z]", text)  # words, not field names
+    page = (out / "report" / "report.html").read_text()
+    in_words = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert "<th>search queries run</th><td>3</td>" in in_words and not re.search(r"<th>[a-z]+_[a-z_]+</th>", in_words)
 
 
 @pytest.mark.slow
@@ -145,6 +148,7 @@ def test_retention_excludes_search_errors_and_the_latest_facts_win():
     assert (row["search_stop"], row["search_requests"]) == ("search error", 3)
     assert row["stopped"] == "search error after 2 queries (3 requests)"
     assert table.loc["n01443537", "candidates"] == 0 and table.loc["n01443537", "search_stop"] == "exhausted"
+    assert list(chart_classes(table.reset_index())["wnid"]) == [cat["wnid"]]  # searched in vain: no bar
     facts = summary(audit, pd.DataFrame({"shard": ["s"], "duration": [12.0]}), table.reset_index())
     assert (facts["retention_pct"], facts["search_errors"], facts["candidates"], facts["retrieved"]) == (50.0, 2, 2, 2)
     assert (facts["classes"], facts["classes_searched"], facts["classes_search_failed"]) == (1, 2, 1)
@@ -193,3 +197,27 @@ def test_a_failed_request_ends_its_query_is_audited_and_counted():
     rows, facts = search_class(goldfish, source, ClassCandidates(goldfish.terms, cap=2), 2, "run")
     assert len(rows) == 2 and (facts["search_stop"], facts["search_requests"], facts["search_queries"]) == (
         "cap reached", 1, 1)
+
+
+@pytest.mark.slow
+def test_a_video_kept_by_an_earlier_run_under_another_class_is_not_fetched_again(demo_dir, tmp_path):
+    """Run 1 keeps the cat clip under Egyptian cat; run 2, in the same run directory, meets the same
+    file as a tabby candidate: audited kept_for_other_class naming the class and the run that kept
+    it, never judged (no frame classified); the clip stays once in the metadata."""
+    from videonet.curation.write.rundir import read_metadata
+
+    clip = str(demo_dir / "chelsea_cat.mp4")
+    out = tmp_path / "run"
+    first = tmp_path / "first.csv"
+    pd.DataFrame([{"id": "a", "title": "Egyptian cat at home", "path": clip, "duration": 12.0}]).to_csv(first, index=False)
+    _curate(out, demo_dir, source=f"catalog:{first}", classes="n02124075")
+    [kept] = read_metadata(str(out)).to_dict("records")
+    assert kept["wnid"] == "n02124075"
+    second = tmp_path / "second.csv"
+    pd.DataFrame([{"id": "b", "title": "tabby cat napping", "path": clip, "duration": 12.0}]).to_csv(second, index=False)
+    facts = _curate(out, demo_dir, source=f"catalog:{second}", classes="n02123045")
+    audit = read_audit(str(out))
+    [row] = audit[(audit["id"] == "b") & (audit["status"] != "duplicate")].to_dict("records")  # 'tabby cat' meets it again
+    assert row["status"] == "kept_for_other_class" and pd.isna(row["frames_classified"])
+    assert f"n02124075 (Egyptian cat) by run {kept['run_id']}" in row["reason"]
+    assert len(read_metadata(str(out))) == 1 and facts["by_status"]["kept_for_other_class"] == 1

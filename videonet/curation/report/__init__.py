@@ -65,7 +65,7 @@ def current_rows(audit: pd.DataFrame, searches: pd.DataFrame) -> pd.DataFrame:
 def request_facts(requests: pd.DataFrame) -> dict:
     """Per stage (search, download): requests sent (retries included), 429s and bot checks, retries,
     and the effective rate: requests per hour of the stage's span in each run (first to last request
-    of any worker), over all runs; None over less than :data:`MIN_RATE_SPAN_S` seconds."""
+    of any worker), over all runs (the summary shows it only over :data:`MIN_RATE_SPAN_S` seconds or more)."""
     facts = {}
     for stage in ("search", "download"):
         rows = requests[requests["stage"] == stage]
@@ -75,7 +75,7 @@ def request_facts(requests: pd.DataFrame) -> dict:
         facts[f"{stage}_requests"] = sent
         facts[f"{stage}_429s"] = int(rows["rate_limited"].sum())
         facts[f"{stage}_retries"] = int(rows["retries"].sum())
-        facts[f"{stage}_per_hour"] = round(sent / hours, 1) if hours * 3600 >= MIN_RATE_SPAN_S else None
+        facts[f"{stage}_per_hour"] = round(sent / hours, 1) if hours > 0 else None
         facts[f"{stage}_seconds"] = round(hours * 3600, 2)  # the span the rate is measured over
     return facts
 
@@ -173,14 +173,20 @@ def summary(audit: pd.DataFrame, metadata: pd.DataFrame, table: pd.DataFrame,
     }
 
 
+def chart_classes(table: pd.DataFrame, limit: int = 60) -> pd.DataFrame:
+    """The classes the chart shows: those with candidates (a class searched in vain has no bar to
+    draw), the ``limit`` with the most retrieved, bottom to top."""
+    with_candidates = table[table["candidates"] > 0]
+    return with_candidates.sort_values(["retrieved", "candidates"], ascending=False).head(limit).iloc[::-1]
+
+
 def _plot_png(table: pd.DataFrame, limit: int = 60) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with_candidates = table[table["candidates"] > 0]
-    shown = with_candidates.sort_values(["retrieved", "candidates"], ascending=False).head(limit).iloc[::-1]
+    shown = chart_classes(table, limit)
     drops = [s for s in STATUSES if s != KEPT and s in shown and shown[s].sum() > 0]
     fig, ax = plt.subplots(figsize=(11, max(2.5, 0.28 * len(shown) + 1.2)))
     left = pd.Series(0, index=shown.index)
@@ -191,8 +197,8 @@ def _plot_png(table: pd.DataFrame, limit: int = 60) -> bytes:
         if pd.notna(row["retention_pct"]):
             ax.text(left.iloc[y], y, f"  {row['retention_pct']:.0f}%", va="center", fontsize=8)
     ax.set_xlabel("candidates (label: kept / retrieved)")
-    ax.set_title(f"Per-class retention ({len(shown)} of the {len(with_candidates)} classes with candidates, "
-                 "most retrieved first)")
+    ax.set_title(f"Per-class retention ({len(shown)} of the {int((table['candidates'] > 0).sum())} classes with "
+                 "candidates, most retrieved first)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -265,10 +271,10 @@ LABELS = {
     "search_requests": "search requests (HTTP, retries included)", "search_errors": "failed queries",
     "search_retriable": "failed queries a rerun runs again", "download_errors": "permanent download failures",
     "download_retriable": "download failures a rerun retries", "search_429s": "search requests rate-limited",
-    "search_retries": "search requests retried", "search_per_hour": "search requests an hour (none over a short span)",
+    "search_retries": "search requests retried", "search_per_hour": "search requests an hour",
     "search_seconds": "seconds of search requests", "download_requests": "download requests",
     "download_429s": "download requests rate-limited", "download_retries": "download requests retried",
-    "download_per_hour": "downloads an hour (none over a short span)", "download_seconds": "seconds of downloads",
+    "download_per_hour": "download requests an hour", "download_seconds": "seconds of downloads",
     "candidates": "candidates", "over_cap": "title matches beyond the cap", "not_videos": "channels and playlists",
     "streams": "live or upcoming streams", "retrieved": "retrieved videos (unique title matches)",
     "kept": "kept clips", "retention_pct": "retention, % of retrieved", "paper_retention_pct": "the paper's retention, %",
@@ -277,9 +283,10 @@ LABELS = {
 
 
 def _html(table: pd.DataFrame, facts: dict, png: bytes, sheets: list[Sheet]) -> str:
+    rates = {f"{stage}_per_hour": _rate(facts, stage) for stage in ("search", "download") if facts[f"{stage}_requests"]}
+    shown = {k: rates.get(k, v) for k, v in facts.items() if k != "by_status"}
     rows = "".join(f"<tr><th>{html.escape(LABELS.get(k, k.replace('_', ' ')))}</th>"
-                   f"<td>{html.escape('' if v is None else _n(v))}</td></tr>"
-                   for k, v in facts.items() if k != "by_status")
+                   f"<td>{html.escape('' if v is None else _n(v))}</td></tr>" for k, v in shown.items())
     statuses = "".join(f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{_n(v)}</td></tr>"
                        for k, v in facts["by_status"].items())
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>videonet retention report</title>
@@ -331,7 +338,7 @@ def _n(value) -> str:
 def _rate(facts: dict, stage: str) -> str:
     """The effective rate, or why there is none (too short a span for a rate to mean anything)."""
     seconds = facts[f"{stage}_seconds"]
-    if facts[f"{stage}_per_hour"] is None:
+    if facts[f"{stage}_per_hour"] is None or seconds < MIN_RATE_SPAN_S:
         return f"no rate: {seconds:g} s of requests is too short a span for one"
     span = f"{seconds / 60:.1f} minutes" if seconds < 7200 else f"{seconds / 3600:.1f} hours"
     return f"{facts[f'{stage}_per_hour']:,.0f} an hour over {span} of requests"
