@@ -18,8 +18,12 @@ sampled from ``nvidia-smi`` while it ran):
   ratio to the best classify alone (target >= 0.8);
 - ``train``: VITO training steps (:func:`videonet.vito.train.train_step`, ResNet-50, 224 px, bf16,
   3 views) at the largest batch of clips that fits (doubling until out of memory), images/s and
-  peak memory: with the loader's views/s per core (``benchmarks/loader.py``) it says how many
-  loader cores one GPU needs.
+  peak memory;
+- ``train, loader-fed``: the same steps at that batch (at most 256 clips) fed by the real loader
+  (4 shards of ``benchmarks/loader.py``'s 480p clips with their trainer-ready copies, one DataLoader
+  worker per spare core, the augmentations on the GPU), with ``--decoder auto`` (NVDEC when
+  torchcodec is installed) and ``--decoder pyav``, against synthetic input: ``RATIO loader-fed /
+  synthetic`` (target >= 0.9: not input-bound) and, when below, the loader cores this GPU needs.
 
 ``--dry-cpu`` runs every section tiny on the CPU (torchcodec decoding on the CPU, eager classify only,
 64 px training), to check the script, not to measure anything.
@@ -187,7 +191,8 @@ def filter_section(classifier, jobs: list[tuple[str, set[int]]], frames: int, ch
             facts["RATIO filter / classify alone"] = f"{got * classified / classify_rate:.2f} (target >= 0.8)"
 
 
-def train_section(size: int, arch: str, batches: list[int], steps: int) -> None:
+def train_section(size: int, arch: str, batches: list[int], steps: int) -> int:
+    """Synthetic-input VITO steps at growing batches until out of memory; returns the largest batch that fit."""
     import copy
 
     import torch
@@ -196,6 +201,7 @@ def train_section(size: int, arch: str, batches: list[int], steps: int) -> None:
     from videonet.vito.train import TrainConfig, train_step
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    largest = batches[0]
     with section("train") as facts:
         for batch in batches:  # clips per step, 3 views each
             try:
@@ -211,6 +217,7 @@ def train_section(size: int, arch: str, batches: list[int], steps: int) -> None:
                                                                            device == "cuda")) for _ in range(steps))
                 peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
                 facts[f"batch {batch} clips x 3 views"] = f"{got:.0f} images/s, peak {peak:.1f} GiB"
+                largest = batch
             except torch.OutOfMemoryError:
                 facts[f"batch {batch}"] = "out of memory: the largest batch is the one before"
                 break
@@ -218,8 +225,68 @@ def train_section(size: int, arch: str, batches: list[int], steps: int) -> None:
                 online = target = lars = views = None
                 if device == "cuda":
                     torch.cuda.empty_cache()
+    return largest
 
 
+def loader_fed_section(size: int, arch: str, batch: int, steps: int, seconds: str, samples: int,
+                       decoders: tuple[str, ...] = ("auto", "pyav")) -> None:
+    """VITO steps fed by the real loader (shards of 480p clips with trainer-ready copies, DataLoader
+    workers, device augmentations) against the same steps on synthetic input: target >= 0.9, i.e.
+    not input-bound. Each decoder the machine has: NVDEC (``--decoder auto`` on CUDA) and PyAV."""
+    import copy
+    import json
+    import tempfile
+
+    import torch
+    import webdataset as wds
+
+    from loader import clips
+    from videonet.curation.judge.decoders import resolve_decoder
+    from videonet.vito.augment import DeviceAugment
+    from videonet.vito.data import ClipStream, make_loader, video_duration, worker_count
+    from videonet.vito.lars import LARS, param_groups
+    from videonet.vito.train import TrainConfig, train_step
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    shards = Path(tempfile.mkdtemp(prefix="videonet-gpu-shards-"))
+    made = clips(Path(tempfile.gettempdir()) / "videonet-bench-loader", [float(s) for s in seconds.split(",")], None)
+    for shard in range(4):
+        with wds.TarWriter(str(shards / f"shard-{shard:06d}.tar")) as sink:
+            for i in range(samples // 4):
+                name, original, trainer = made[(shard + i) % len(made)]
+                meta = {"id": f"{name}-{shard}-{i}", "duration": video_duration(original)}
+                sink.write({"__key__": f"{name}-{shard}-{i}", "mp4": original, "train.mp4": trainer,
+                            "json": json.dumps(meta).encode()})
+    cfg = TrainConfig(data="", out="", arch=arch, batch_size=batch, image_size=size)
+    online = cfg.build_online().to(device).to(memory_format=torch.channels_last)
+    target = copy.deepcopy(online.net).requires_grad_(False)
+    lars = LARS(param_groups(online, cfg.weight_decay), lr=0.01, eta=cfg.lars_eta)
+    augment, amp, workers = DeviceAugment(size), device == "cuda", worker_count(None)
+    synthetic = torch.randn(batch, 3, 3, size, size, device=device)
+    with section("train, loader-fed") as facts:
+        train_step(online, target, lars, synthetic, cfg.tau, 0.996, amp)  # warm-up
+        base = statistics.median(rate(3 * batch, lambda: train_step(online, target, lars, synthetic, cfg.tau, 0.996,
+                                                                    amp)) for _ in range(steps))
+        facts["synthetic input images/s"] = f"{base:.0f}"
+        for name in decoders:
+            decoder, _ = resolve_decoder(name, device)
+            stream = ClipStream(sorted(map(str, shards.glob("*.tar"))), image_size=size, batch_size=batch,
+                                decoder=decoder)
+            batches = iter(make_loader(stream, workers, pin_memory=amp, device=device))
+
+            def step() -> None:
+                crops, params = next(batches)
+                views = augment(crops.to(device, non_blocking=True), params.to(device, non_blocking=True))
+                train_step(online, target, lars, views, cfg.tau, 0.996, amp)
+
+            step()  # starts the workers, fills their prefetch queues
+            got = rate(3 * batch * steps, lambda: [step() for _ in range(steps)])
+            label = f"--decoder {name} ({decoder}), {workers} workers"
+            facts[f"{label}: images/s"] = f"{got:.0f}"
+            facts[f"{label}: RATIO loader-fed / synthetic"] = f"{got / base:.2f} (target >= 0.9)"
+            if got < 0.9 * base:  # input-bound: the workers' rate, scaled to the GPU's
+                facts[f"{label}: loader cores this GPU needs (measured)"] = f"{workers * base / got:.0f}"
+            del batches
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clips", type=int, default=2000)
@@ -259,8 +326,10 @@ def main() -> None:
     filter_section(classifier, jobs, args.frames, args.chunk, args.clip_batch, best)
     if args.dry_cpu:
         train_section(64, "resnet18", [1, 2], 1)
+        loader_fed_section(64, "resnet18", 2, 2, "10", 8, ("torchcodec", "pyav"))  # torchcodec on the CPU
     else:
-        train_section(224, "resnet50", [32, 64, 128, 256, 384, 512, 768, 1024], 5)
+        largest = train_section(224, "resnet50", [32, 64, 128, 256, 384, 512, 768, 1024], 5)
+        loader_fed_section(224, "resnet50", min(largest, 256), 10, "10,20,30,60", 256)
 
 
 if __name__ == "__main__":

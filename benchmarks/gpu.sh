@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a GPU machine, at most 8 minutes: the card, then benchmarks/gpu.py (decode, classify,
 # filter, VITO training; see its docstring). `bash benchmarks/gpu.sh --dry-cpu` checks it on a CPU.
-# Never run on a GPU yet (no device was lent to the session that wrote it).
+# Never run on a GPU yet (no device was lent to the sessions that wrote it, the loader-fed training
+# section included).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if command -v nvidia-smi >/dev/null; then
