@@ -277,3 +277,23 @@ def test_trainer_copy_in_the_shard_keeps_the_frame_times_and_is_read_first(tmp_p
     assert (views.float() - 200).abs().max() <= 2
     views = stream.make_sample({"mp4": raw["mp4"], "json": meta}, "s").views
     assert (views.float() - 200).abs().min() > 2
+
+
+@pytest.mark.filterwarnings("ignore:torchcodec could not decode")
+def test_a_clip_neither_decoder_reads_keeps_its_batch_slot(run_dir: Path) -> None:
+    """Every process must gather the same batch size: a clip no decoder reads (here cut after 2 KB, e.g.
+    lost in transit after the worker read it) takes another clip's views, with a warning, instead of
+    shrinking the batch."""
+    from videonet.vito.data import Batch, ClipLoader
+
+    good = next(read_samples(resolve_shards(str(run_dir))[0]))["mp4"]
+    header_only = good[:2048]
+    times, boxes = [0.1, 0.5], [Box(0.0, 0.0, 1.0, 1.0)] * 2
+    with pytest.warns(UserWarning, match="skipping an undecodable clip"):
+        assert device_views(Clip(header_only, times, boxes), 32, "cpu") is None
+    params = torch.zeros(2, 2, len(PARAMS))
+    batch = Batch(torch.empty(2, 0, dtype=torch.uint8), params, [0, 0], [1, 2],
+                  [Clip(header_only, times, boxes), Clip(good, times, boxes)])
+    with pytest.warns(UserWarning, match="skipping an undecodable clip"):
+        views, _ = next(iter(ClipLoader([batch], {0: 0}, 32)))
+    assert views.shape == (2, 2, 3, 32, 32) and torch.equal(views[0], views[1])
