@@ -563,3 +563,19 @@ def test_no_proxy_credential_or_cookie_value_reaches_any_output(demo_dir, double
     reason = final_rows(read_audit(str(out))).set_index("id").loc["leakyvideo1", "reason"]
     assert "http://***@127.0.0.1" in reason and "SID=***" in reason
     assert (cookies.read_bytes(), cookies.stat().st_mtime) == before
+
+
+@pytest.mark.slow
+def test_wait_parked_waits_out_the_cool_down_instead_of_deferring(demo_dir, double_env, tmp_path):
+    from ytdouble.download import RATE_LIMITED, DownloadDouble, Video
+
+    videos = [Video("waitlimit01", RATE_LIMITED, 1), Video("waitplain01"), Video("waitplain02")]
+    out = tmp_path / "wait"
+    with DownloadDouble(demo_dir / "chelsea_cat.mp4", videos) as double:
+        double_env(double)
+        _catalog_run(out, demo_dir, _double_catalog(tmp_path, videos), cooldown=2.0, wait_parked=True)
+        asked = double.log.player()
+    assert set(_status(out).values()) == {"kept"}  # one run: nothing deferred
+    [limited] = [r for r in asked if r.answer == RATE_LIMITED]
+    after = [r.at - limited.at for r in asked if r.at > limited.at]
+    assert after and min(after) >= 1.9  # the next request waited for the cool-down
