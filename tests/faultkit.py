@@ -423,3 +423,36 @@ def format_table(results: list[dict], summary: dict) -> str:
     handled = sum(r["ok"] for r in results)
     lines.append(f"faults handled as expected: {handled}/{len(results)} ({100.0 * handled / len(results):.1f}%)")
     return "\n".join(lines)
+
+
+# --- what a reader of a run directory sees, for the kill-and-resume tests -----------------------------
+
+def snapshot(out: Path) -> dict:
+    """What a reader sees: kept clips by key (bytes + metadata), audit verdicts, the retention table."""
+    import pandas as pd
+
+    from videonet.curation.write.rundir import read_audit, read_metadata, read_shard, shard_paths
+
+    metadata = read_metadata(str(out))
+    samples = {}
+    for path in shard_paths(str(out)):
+        for key, parts in read_shard(path).items():
+            assert key not in samples, f"{key} in two shards"
+            meta = pd.read_json(pd.io.common.StringIO(parts["json"].decode()), typ="series")
+            samples[key] = (parts["mp4"], meta.drop(["shard", "run_id"]).to_dict())
+    audit = read_audit(str(out))
+    verdicts = sorted(map(tuple, audit[["wnid", "id", "status", "reason"]].fillna("").itertuples(index=False)))
+    retention = pd.read_csv(out / "report" / "retention.csv", keep_default_na=False)
+    return {"keys": sorted(metadata["key"]), "unique": metadata["key"].is_unique, "samples": samples,
+            "verdicts": verdicts, "retention": retention.to_dict("records"),
+            "shards": len(shard_paths(str(out))), "kept": len(metadata)}
+
+
+def assert_resumed_like(out: Path, expected: dict) -> None:
+    """A killed-then-rerun run directory holds what the uninterrupted run holds, and nothing half-written."""
+    got = snapshot(out)
+    assert got["unique"] and got["keys"] == expected["keys"]  # nothing lost, nothing twice
+    assert got["samples"] == expected["samples"]
+    assert got["verdicts"] == expected["verdicts"]
+    assert got["retention"] == expected["retention"]
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name or "beam-temp" in p.name]

@@ -191,43 +191,16 @@ def test_bad_weights_fail_in_one_line_before_any_work(kit, tmp_path):
 
 # --- SIGKILL mid-run, then resume ------------------------------------------------------------------
 
-def _snapshot(out: Path) -> dict:
-    """What a reader sees: kept clips by key (bytes + metadata), audit verdicts, the retention table."""
-    metadata = read_metadata(str(out))
-    samples = {}
-    for path in shard_paths(str(out)):
-        for key, parts in read_shard(path).items():
-            assert key not in samples, f"{key} in two shards"
-            meta = pd.read_json(pd.io.common.StringIO(parts["json"].decode()), typ="series")
-            samples[key] = (parts["mp4"], meta.drop(["shard", "run_id"]).to_dict())
-    audit = read_audit(str(out))
-    verdicts = sorted(map(tuple, audit[["wnid", "id", "status", "reason"]].fillna("").itertuples(index=False)))
-    retention = pd.read_csv(out / "report" / "retention.csv", keep_default_na=False)
-    return {"keys": sorted(metadata["key"]), "unique": metadata["key"].is_unique, "samples": samples,
-            "verdicts": verdicts, "retention": retention.to_dict("records"),
-            "shards": len(shard_paths(str(out))), "kept": len(metadata)}
-
-
 def _files(directory: Path) -> set[str]:
     skip = (".cache", ".config", ".local")  # tool caches (matplotlib, yt-dlp, torch)
     return {str(p.relative_to(directory)) for p in directory.rglob("*")
             if p.is_file() and not p.relative_to(directory).parts[0] in skip}
 
 
-def assert_resumed_like(out: Path, expected: dict) -> None:
-    """A killed-then-rerun run directory holds what the uninterrupted run holds, and nothing half-written."""
-    got = _snapshot(out)
-    assert got["unique"] and got["keys"] == expected["keys"]  # nothing lost, nothing twice
-    assert got["samples"] == expected["samples"]
-    assert got["verdicts"] == expected["verdicts"]
-    assert got["retention"] == expected["retention"]
-    assert not [p for p in out.rglob("*") if ".tmp" in p.name or "beam-temp" in p.name]
-
-
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(kit, clean_run, tmp_path):
     catalog = kit.clean
-    expected = _snapshot(clean_run)  # the uninterrupted run of the same catalog and options
+    expected = faultkit.snapshot(clean_run)  # the uninterrupted run of the same catalog and options
     assert expected["kept"] >= 6 and expected["shards"] == expected["kept"]
 
     home, tmp, cwd = tmp_path / "home", tmp_path / "tmp", tmp_path / "cwd"
@@ -254,8 +227,8 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(kit, clean_run,
 
     resumed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_resumed_like(out, expected)
-    assert _snapshot(out)["shards"] == expected["shards"]
+    faultkit.assert_resumed_like(out, expected)
+    assert faultkit.snapshot(out)["shards"] == expected["shards"]
     # output only under --out: nothing in the working directory, home (bar tool caches) or temp dir
     assert _files(cwd) == set() and _files(home) == set() and _files(tmp) == set(), (
         _files(cwd), _files(home), _files(tmp))

@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 
 import faultkit
-from test_faults import _snapshot, assert_resumed_like
 from videonet.curation.write.rundir import PAUSE_BEFORE_MARKER, read_audit, read_metadata
 
 AUDIT_COLUMNS = ["wnid", "id", "status"]
@@ -163,7 +162,7 @@ def _shard_parts(out, directory: str, suffix: str) -> list[str]:
 def _rerun_ends_like(command: list[str], out, expected: dict) -> None:
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert_resumed_like(out, expected)
+    faultkit.assert_resumed_like(out, expected)
 
 
 def _cluster_command(kit, cluster, out, paused=None) -> list[str]:
@@ -187,7 +186,7 @@ def test_standalone_cluster_survives_a_killed_sdk_worker(kit, clean_run, cluster
     out, paused = tmp_path / "killed", tmp_path / "paused"
     killed = _killed_mid_commit(_cluster_command(kit, cluster, out, paused), out, paused, lambda worker: worker)
     assert cluster.alive()  # the TaskManagers outlive their SDK workers
-    _rerun_ends_like(_cluster_command(kit, cluster, out), out, _snapshot(clean_run))
+    _rerun_ends_like(_cluster_command(kit, cluster, out), out, faultkit.snapshot(clean_run))
 
 
 @pytest.mark.slow
@@ -201,4 +200,4 @@ def test_standalone_cluster_survives_a_killed_taskmanager(kit, clean_run, cluste
     killed = _killed_mid_commit(_cluster_command(kit, cluster, out, paused), out, paused,
                                 lambda worker: next(pid for pid in _ancestors(worker) if pid in managers))
     assert not cluster.alive() and cluster.revive() == [managers[killed]] and cluster.alive()
-    _rerun_ends_like(_cluster_command(kit, cluster, out), out, _snapshot(clean_run))
+    _rerun_ends_like(_cluster_command(kit, cluster, out), out, faultkit.snapshot(clean_run))
