@@ -1,9 +1,12 @@
-"""Shared run directories: one live run per ``--out`` (a lock a killed run does not leave stuck), and a
-disk that fills up during a shard commit leaves no half shard, then the rerun completes."""
+"""Shared run directories: one live run per ``--out`` (a lock a killed run does not leave stuck), a
+disk that fills up during a shard commit leaves no half shard, then the rerun completes; a damaged or
+partly deleted run directory is named in one line by every reader, and ``--repair`` restores what a
+clean run holds with nothing written twice; a run that never finished is reported as such."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,9 +16,9 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import curate_options
+from conftest import TEST_CHUNK, TEST_FRAMES, curate_options
 from videonet.curation.write.lock import LOCK, STALE_S, hold
-from videonet.curation.write.rundir import read_audit, read_metadata
+from videonet.curation.write.rundir import final_rows, read_audit, read_metadata, read_shard, shard_paths
 from videonet.errors import UserError
 
 
@@ -95,3 +98,121 @@ def test_a_full_disk_during_a_shard_commit_leaves_no_half_shard(demo_run, demo_d
     pd.testing.assert_frame_equal(got, read_audit(str(direct))[columns].sort_values(columns).reset_index(drop=True))
     assert sorted(read_metadata(str(out))["key"]) == sorted(read_metadata(str(direct))["key"])
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+# A damaged run directory: every reader names the file; --repair restores what a clean run holds.
+
+def _truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _one_error_line(proc) -> str:
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return errors[0]
+
+
+def _demo_cli(out, demo_dir) -> list[str]:
+    """The command line of ``curate_options(out, demo_dir)``: the demo run's own settings."""
+    return ["curate", "--out", str(out), "--source", "demo", "--demo-dir", str(demo_dir), "--classifier",
+            "efficientnet-lite0", "--device", "cpu", "--frames", str(TEST_FRAMES), "--chunk", str(TEST_CHUNK),
+            "--shard-size", "2", "--no-progress"]
+
+
+def _same_as_clean(out, clean, rejudged: bool = False) -> None:
+    """The same final audit and kept set as the clean run, every kept clip in exactly one shard, once.
+
+    ``rejudged``: the repair removed audit rows that no file holds again, and the rerun judged those
+    candidates again as any resume does, where a video already kept under another class is not
+    judged again for this one (``kept_for_other_class``, where the clean run, which judged all of its
+    classes together, said ``rejected_by_classifier``); every other status is the clean run's.
+    A video is its file here (the demo's catalog rows share files under different ids)."""
+    columns = ["wnid", "id", "status"]
+    got, want = (final_rows(read_audit(str(d)))[columns].sort_values(columns).reset_index(drop=True)
+                 for d in (out, clean))
+    if rejudged:  # per candidate, its statuses (its own row, and a 'duplicate' row where it has one)
+        got, want = (rows.groupby(["wnid", "id"])["status"].agg(tuple) for rows in (got, want))
+        assert set(got.index) == set(want.index)
+        moved = [(key, was, now) for key, was, now in zip(want.index, want, got.reindex(want.index)) if was != now]
+        clean_audit = read_audit(str(clean)).set_index(["wnid", "id"])["path"]
+        kept_videos = set(read_metadata(str(clean))["path"])
+        for (wnid, ident), was, now in moved:  # only videos the clean run kept under another class
+            assert set(clean_audit.loc[[(wnid, ident)]]) <= kept_videos and now == tuple(sorted(
+                "kept_for_other_class" if s == "rejected_by_classifier" else s for s in was)), (wnid, ident, was, now)
+    else:
+        pd.testing.assert_frame_equal(got, want)
+    metadata = read_metadata(str(out))
+    assert metadata["key"].is_unique and sorted(metadata["key"]) == sorted(read_metadata(str(clean))["key"])
+    held: list[str] = []
+    for path in shard_paths(str(out)):
+        held += list(read_shard(path))
+    assert sorted(held) == sorted(metadata["key"])
+
+
+@pytest.mark.slow
+def test_a_truncated_audit_file_is_named_in_one_line_by_report_show_and_curate(demo_run, demo_dir, tmp_path):
+    finished, _ = demo_run
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    drops = sorted((out / "audit").glob("drops-*.parquet"))[0]
+    _truncate(drops)
+    for command in (["report", str(out)], ["show", str(out), "n02124075"], _demo_cli(out, demo_dir)):
+        proc = subprocess.run([sys.executable, "-m", "videonet", *command], capture_output=True, text=True,
+                              timeout=600)
+        line = _one_error_line(proc)
+        assert line.startswith(f"error: {drops}: unreadable Parquet file (") and "--repair" in line, (command, line)
+
+
+@pytest.mark.slow
+def test_repair_restores_what_a_clean_run_holds_and_writes_nothing_twice(demo_run, demo_dir, tmp_path):
+    from videonet.curation.run import curate
+    from videonet.errors import DamagedRunFile
+
+    clean, _ = demo_run
+    out = tmp_path / "run"
+    shutil.copytree(clean, out)
+    (part,) = [p.stem for p in (out / "metadata").glob("*.parquet")]
+    (out / "audit" / f"{part}.parquet").unlink()  # the kept rows: without them the rerun kept the clips twice
+    _truncate(sorted((out / "audit").glob("drops-*.parquet"))[0])
+    (mark,) = (out / "search").glob("*.finished.json")
+    mark.write_text('{"run_id": "x", "settings": ')
+    (requests,) = (out / "requests").glob("*.parquet")
+    requests.write_bytes(b"")
+    thumb = sorted((out / "report" / "thumbs").glob("*.json"))[0]
+    thumb.write_text("{not json")
+    with pytest.raises(DamagedRunFile, match=rf"^{out}/audit/{part}\.parquet: missing: the kept audit rows of .* "
+                                             r"\(and 1 more damaged files\); run the same `videonet curate` command "
+                                             r"with --repair"):
+        curate(*curate_options(out, demo_dir))
+    curate(*curate_options(out, demo_dir), repair=True)
+    _same_as_clean(out, clean, rejudged=True)
+    assert not thumb.exists() and not thumb.with_suffix(".jpg").exists()  # removed, shown as "no frame"
+    assert len(list((out / "search").glob("*.finished.json"))) == 1  # the repaired run finished anew
+
+    _truncate(out / "metadata" / f"{next((out / 'metadata').glob('*.parquet')).stem}.parquet")
+    curate(*curate_options(out, demo_dir), repair=True)  # rebuilt from the shard's json members
+    _same_as_clean(out, clean, rejudged=True)
+
+    for shard in (out / "shards").glob("*.tar"):
+        shard.unlink()
+    with pytest.raises(DamagedRunFile, match=r"shards/.*\.tar: missing: the shard of "):
+        curate(*curate_options(out, demo_dir))
+    curate(*curate_options(out, demo_dir), repair=True)  # rewritten from the catalog's files
+    _same_as_clean(out, clean, rejudged=True)
+
+
+@pytest.mark.slow
+def test_the_report_says_when_the_latest_run_never_finished(demo_run, tmp_path):
+    from videonet.curation.report import build_report, format_summary
+
+    finished, facts = demo_run
+    assert facts["unfinished_run"] is None
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    (mark,) = (out / "search").glob("*.finished.json")
+    mark.unlink()  # as a run killed before its end leaves it
+    partial = build_report(str(out))
+    assert partial["unfinished_run"] == mark.name.split(".")[0]
+    assert format_summary(partial).splitlines()[0].startswith(f"Incomplete: run {partial['unfinished_run']} started "
+                                                              "and never finished")

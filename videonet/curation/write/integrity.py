@@ -122,8 +122,6 @@ def _runs_of_drops(out: str) -> dict[str, tuple[int, set[int]]]:
 def check(out: str) -> list[Damage]:
     """What is missing or empty that the rest of the run directory relies on; read from listings only."""
     damage = []
-    for directory in (AUDIT, METADATA, SEARCH, REQUESTS):
-        damage += [Damage(p, "empty file") for p in _list(join(out, directory), "*.parquet") if _size(p) == 0]
     kept_parts = {_stem(p, ".parquet") for p in _list(join(out, AUDIT), "*.parquet") if not _name(p).startswith(DROPS)}
     shards = {_stem(p, ".tar") for p in _list(join(out, SHARDS), "*.tar")}
     for path in _list(join(out, METADATA), "*.parquet"):
@@ -139,6 +137,8 @@ def check(out: str) -> list[Damage]:
         if run not in searched or len(present) < count:
             lacking = "search facts" if run not in searched else f"{count - len(present)} of its {count} audit files"
             damage.append(Damage(path, f"finished mark of a run whose {lacking} are missing"))
+    for directory in (AUDIT, METADATA, SEARCH, REQUESTS):
+        damage += [Damage(p, "empty file") for p in _list(join(out, directory), "*.parquet") if _size(p) == 0]
     return damage
 
 
