@@ -128,8 +128,12 @@ def encode_result(result: ClipResult) -> bytes:
 
 
 def decode_result(data: bytes) -> ClipResult | None:
-    """A cached result, or None for a file of another format (an older videonet): scanned again."""
-    fields = json.loads(data)
+    """A cached result, or None for a file of another format (an older videonet) or a damaged one
+    (the cache is safe to lose: the clip is scanned again)."""
+    try:
+        fields = json.loads(data)
+    except ValueError:  # UnicodeDecodeError included
+        return None
     kind = _KINDS.get(fields.pop("kind", None)) if isinstance(fields, dict) else None
     if kind is None:
         return None

@@ -89,7 +89,10 @@ def _remote(out: str) -> Iterator[None]:
     path = join(out, LOCK)
     if FileSystems.exists(path):
         with FileSystems.open(path) as fh:
-            holder = json.loads(fh.read() or b"{}")
+            try:
+                holder = json.loads(fh.read() or b"{}")
+            except ValueError:  # a damaged lock says no live holder: taken over, as a stale one
+                holder = {}
         if _alive_elsewhere(holder):
             raise _refusal(out, holder)
     _write(path)
