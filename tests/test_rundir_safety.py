@@ -216,3 +216,23 @@ def test_the_report_says_when_the_latest_run_never_finished(demo_run, tmp_path):
     assert partial["unfinished_run"] == mark.name.split(".")[0]
     assert format_summary(partial).splitlines()[0].startswith(f"Incomplete: run {partial['unfinished_run']} started "
                                                               "and never finished")
+
+
+def test_a_damaged_remote_lock_is_taken_over_as_a_stale_one(tmp_path, monkeypatch):
+    import remotefs
+
+    monkeypatch.setenv(remotefs.ROOT_ENV, str(tmp_path))
+    out = remotefs.url("bucket/run")
+    (tmp_path / "bucket" / "run").mkdir(parents=True)
+    lock = tmp_path / "bucket" / "run" / LOCK
+    lock.write_text('{"host": "worker-7", "pid": 1, "heartb')  # cut off mid-write
+    with hold(out):
+        assert json.loads(lock.read_text())["host"] == socket.gethostname()
+
+
+def test_a_damaged_scan_cache_entry_is_scanned_again():
+    from videonet.curation.judge.verdicts import Scanned, decode_result, encode_result
+
+    whole = encode_result(Scanned(12.0, 25.0, (285,), (285, 281), (0.9, 0.8), 2, False))
+    assert decode_result(whole) == Scanned(12.0, 25.0, (285,), (285, 281), (0.9, 0.8), 2, False)
+    assert decode_result(whole[: len(whole) // 2]) is None and decode_result(b"\xff\xfe") is None
