@@ -211,3 +211,14 @@ def test_curate_fills_a_deep_class_to_exactly_5000_and_says_why_each_class_stopp
 
     text = format_summary(facts)
     assert f"2 classes searched with {facts['search_queries']} queries and {facts['search_requests']:,} requests" in text
+
+
+def test_a_stream_met_by_two_queries_has_one_row_saying_what_it_is():
+    [cls] = parse_classes(STINGRAY)
+    candidates = ClassCandidates(cls.terms, cap=10)
+    live = {"id": "dQw4w9WgXcQ", "title": "stingray live cam", "url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ",
+            "kind": "live", "wnid": STINGRAY, "name": "stingray"}
+    channel = {**live, "id": "UCuAXFkgsw1L7xaCfnd5JJOw", "kind": "channel", "title": "Stingray World",
+               "url": "https://www.youtube.com/channel/UCuAXFkgsw1L7xaCfnd5JJOw"}
+    assert [candidates.admit(r)["status"] for r in (live, live, channel)] == [LIVE_STREAM, "duplicate", NOT_A_VIDEO]
+    assert candidates.admitted == 0

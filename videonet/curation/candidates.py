@@ -215,10 +215,10 @@ class ClassCandidates:
         video = youtube_video_id(row.get("url")) or row["id"]  # a catalog may list one video by two URL forms
         if video in self.seen:
             return audit_row(row, DUPLICATE, f"video {video} already a candidate of {row['wnid']}")
+        self.seen.add(video)  # a stream met again is a duplicate: one row per video says what it is
         row = check_kind(row)
         if "status" in row:
             return row
-        self.seen.add(video)
         if self.full:
             return audit_row(row, OVER_CAP, f"class already has {self.cap} candidates (--per-class)")
         self.admitted += 1
