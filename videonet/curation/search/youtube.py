@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 from urllib.parse import quote_plus
 
 from videonet.curation.candidates import youtube_video_id
@@ -129,7 +129,7 @@ def entry_hit(entry: dict) -> dict | None:
 _local = threading.local()  # this thread's YoutubeDL per option set (making one costs ~0.1 s)
 
 
-def _session_ydl(key, params: dict, site: Session):
+def _session_ydl(key, params: Callable[[], dict], site: Session):
     """This thread's ``yt_dlp.YoutubeDL`` for the options ``key`` names, whose every HTTP request goes
     through ``site``: paced, retried while retriable, counted (``YoutubeDL.urlopen`` is the one door
     of every extractor request). One per thread, so its cookies carry from query to query as a
@@ -144,7 +144,7 @@ def _session_ydl(key, params: dict, site: Session):
 
     ydls = _local.__dict__.setdefault("ydls", {})
     if key not in ydls:
-        ydls[key] = _SessionYDL(params)
+        ydls[key] = _SessionYDL(params())
     ydls[key].site = site
     return ydls[key]
 
@@ -184,7 +184,7 @@ class YoutubeSource:
     def pages(self, query: Query, size: int, site: Session) -> Iterator[list[dict]]:
         """The query's results one hit at a time (the class stops at exactly its cap; yt-dlp asks
         YouTube for the next ~20 only when the entries before them have been read)."""
-        ydl = _session_ydl((self.client, self.socket_timeout), self.params(), site)
+        ydl = _session_ydl((self.client, self.socket_timeout), self.params, site)
         # process=False: the playlist's entries stay yt-dlp's lazy generator.
         info = ydl.extract_info(query.key, download=False, process=False) or {}
         for entry in info.get("entries") or ():
