@@ -206,10 +206,23 @@ class FetchBySession(beam.DoFn):
         yield beam.pvalue.TaggedOutput(REQUESTS_TAG, site.tally.row(self.run_id))
 
 
+class KeyBySession(beam.DoFn):
+    """Key each clip by the session to fetch it: its home session on the first pass, the next free
+    ones after (the ledger says which are parked; read at most every few seconds per worker)."""
+
+    def __init__(self, sessions: tuple[SiteSession, ...], ledger_dir: str, turn: int):
+        self.sessions, self.ledger_dir, self.turn = sessions, ledger_dir, turn
+
+    def setup(self):
+        self.ledger = SessionLedger(self.ledger_dir)
+
+    def process(self, job: ClipJob):
+        yield home_session(job.identity, self.sessions, frozenset(self.ledger.parked()), self.turn).name, job
+
+
 class FetchPass(beam.PTransform):
-    """One pass of the download stage: each clip keyed to a session not parked (its home session on
-    the first pass, the next ones after), then fetched; what a parked session could not fetch is the
-    ``deferred`` output, for the next pass."""
+    """One pass of the download stage: each clip keyed to a session not parked, then fetched; what a
+    parked session could not fetch is the ``deferred`` output, for the next pass."""
 
     def __init__(self, settings: CurateSettings, out: str, run_id: str, sessions: tuple[SiteSession, ...],
                  turn: int, last: bool):
@@ -218,15 +231,10 @@ class FetchPass(beam.PTransform):
             settings, out, run_id, sessions, turn, last
 
     def expand(self, jobs):
-        sessions, turn, ledger_dir = self.sessions, self.turn, sessions_dir(self.out)
-
-        def keyed(job: ClipJob) -> tuple[str, ClipJob]:
-            parked = frozenset(SessionLedger(ledger_dir).parked())
-            return home_session(job.identity, sessions, parked, turn).name, job
-
         return (jobs
-                | "BySession" >> beam.Map(keyed).with_output_types(beam.typehints.KV[str, ClipJob])
-                | "Fetch" >> beam.ParDo(FetchBySession(self.settings, self.out, self.run_id, sessions, self.last))
+                | "BySession" >> beam.ParDo(KeyBySession(self.sessions, sessions_dir(self.out), self.turn))
+                .with_output_types(beam.typehints.KV[str, ClipJob])
+                | "Fetch" >> beam.ParDo(FetchBySession(self.settings, self.out, self.run_id, self.sessions, self.last))
                 .with_outputs(DEFERRED_TAG, REQUESTS_TAG, main="fetched"))
 
 
