@@ -29,7 +29,6 @@ twice because its kept audit rows are restored before the join reads them.
 
 from __future__ import annotations
 
-import io
 import json
 import posixpath
 import re
@@ -70,9 +69,10 @@ def _stem(path: str, suffix: str) -> str:
     return _name(path)[: -len(suffix)]
 
 
-def _size(path: str) -> int | None:
-    listed = FileSystems.match([path])[0].metadata_list
-    return listed[0].size_in_bytes if listed else None
+def _sizes(directory: str, pattern: str) -> dict[str, int]:
+    """path -> size of the files matching ``pattern`` in ``directory``: one listing, no file opened."""
+    match = FileSystems.match([join(directory, pattern)])[0]
+    return {m.path: m.size_in_bytes for m in match.metadata_list}
 
 
 def _first_line(exc: Exception) -> str:
@@ -81,10 +81,11 @@ def _first_line(exc: Exception) -> str:
 
 
 def parquet_problem(path: str) -> str | None:
-    """Why a Parquet part cannot be read (its footer: a truncated or emptied file has none), or None."""
+    """Why a Parquet part cannot be read (its footer, read alone: a truncated or emptied file has
+    none), or None."""
     try:
         with FileSystems.open(path, compression_type="uncompressed") as fh:
-            pq.ParquetFile(io.BytesIO(fh.read())).metadata
+            pq.ParquetFile(fh).metadata
     except Exception as exc:  # pyarrow's ArrowInvalid, OSError...: the file is what is wrong
         return f"unreadable Parquet file ({_first_line(exc)})"
     return None
@@ -138,7 +139,8 @@ def check(out: str) -> list[Damage]:
             lacking = "search facts" if run not in searched else f"{count - len(present)} of its {count} audit files"
             damage.append(Damage(path, f"finished mark of a run whose {lacking} are missing"))
     for directory in (AUDIT, METADATA, SEARCH, REQUESTS):
-        damage += [Damage(p, "empty file") for p in _list(join(out, directory), "*.parquet") if _size(p) == 0]
+        damage += [Damage(p, "empty file") for p, size in sorted(_sizes(join(out, directory), "*.parquet").items())
+                   if size == 0]
     return damage
 
 
@@ -146,8 +148,8 @@ def inspect(out: str) -> list[Damage]:
     """:func:`check`, and every table's footer, finished mark, shard member list and thumbnail fact read."""
     damage = check(out)
     for directory in (AUDIT, METADATA, SEARCH, REQUESTS):
-        for path in _list(join(out, directory), "*.parquet"):
-            if _size(path) and (problem := parquet_problem(path)):
+        for path, size in sorted(_sizes(join(out, directory), "*.parquet").items()):
+            if size and (problem := parquet_problem(path)):
                 damage.append(Damage(path, problem))
     for path in _list(join(out, SEARCH), "*" + FINISHED):
         try:
@@ -159,7 +161,7 @@ def inspect(out: str) -> list[Damage]:
         shard = join(out, SHARDS, f"{_stem(path, '.parquet')}.tar")
         if path in unreadable or shard in unreadable or not FileSystems.exists(shard):
             continue
-        keys = set(_read_parquet(path).column("key").to_pylist())
+        keys = set(_read_parquet(path, ["key"]).column("key").to_pylist())
         if problem := shard_problem(shard, keys):
             damage.append(Damage(shard, problem))
     for path in _list(join(out, REPORT, THUMBS), "*.json"):
@@ -177,9 +179,9 @@ def refuse(damage: list[Damage]) -> None:
         raise DamagedRunFile(damage[0].path, damage[0].problem, len(damage) - 1)
 
 
-def _read_parquet(path: str) -> pa.Table:
+def _read_parquet(path: str, columns: list[str] | None = None) -> pa.Table:
     with FileSystems.open(path, compression_type="uncompressed") as fh:
-        return pq.read_table(io.BytesIO(fh.read()))
+        return pq.read_table(fh, columns=columns)
 
 
 def _metadata_from_shard(shard: str) -> list[dict] | None:
@@ -195,10 +197,15 @@ def _metadata_from_shard(shard: str) -> list[dict] | None:
 WITHDREW = "withdrew part"
 
 
+def _part_files(out: str, part: str) -> tuple[str, str, str]:
+    """A shard part's metadata, shard and kept audit rows."""
+    return join(out, METADATA, f"{part}.parquet"), join(out, SHARDS, f"{part}.tar"), join(out, AUDIT, f"{part}.parquet")
+
+
 def _withdraw(out: str, part: str) -> list[str]:
     """Remove a part's tar, kept audit rows and metadata: its candidates are judged again."""
-    paths = [join(out, SHARDS, f"{part}.tar"), join(out, AUDIT, f"{part}.parquet"), join(out, METADATA, f"{part}.parquet")]
-    gone = [p for p in paths if FileSystems.exists(p)]
+    meta, shard, audit = _part_files(out, part)
+    gone = [p for p in (shard, audit, meta) if FileSystems.exists(p)]  # the marker last, as recover() expects
     if gone:
         FileSystems.delete(gone)
     return [f"{WITHDREW} {part}: neither its metadata nor its shard could be rebuilt; its candidates are judged again"]
@@ -207,8 +214,7 @@ def _withdraw(out: str, part: str) -> list[str]:
 def _repair_part(out: str, part: str, bad: set[str], trainer_copy: bool) -> list[str]:
     """Rebuild what one shard part lacks: metadata from its shard, the shard from the clips' files,
     the kept audit rows from the metadata; withdraw it where neither can be had."""
-    meta, shard, audit = (join(out, METADATA, f"{part}.parquet"), join(out, SHARDS, f"{part}.tar"),
-                          join(out, AUDIT, f"{part}.parquet"))
+    meta, shard, audit = _part_files(out, part)
     done = []
     shard_ok = FileSystems.exists(shard) and shard not in bad
     if meta in bad:
@@ -235,11 +241,10 @@ def repair(out: str, trainer_copy: bool = False) -> list[str]:
     damage = inspect(out)
     bad = {d.path for d in damage}
     parts = {_stem(p, ".parquet") for p in _list(join(out, METADATA), "*.parquet")}
-    part_files = {join(out, directory, f"{part}.{ext}") for part in parts
-                  for directory, ext in ((METADATA, "parquet"), (SHARDS, "tar"), (AUDIT, "parquet"))}
+    part_files = {path for part in parts for path in _part_files(out, part)}
     done: list[str] = []
     for part in sorted(parts):
-        if {join(out, d, f"{part}.{ext}") for d, ext in ((METADATA, "parquet"), (SHARDS, "tar"), (AUDIT, "parquet"))} & bad:
+        if set(_part_files(out, part)) & bad:
             done += _repair_part(out, part, bad, trainer_copy)
     removed = []
     for path in sorted(bad - part_files):
