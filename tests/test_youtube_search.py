@@ -208,6 +208,9 @@ def test_curate_fills_a_deep_class_to_exactly_5000_and_says_why_each_class_stopp
     assert set(audit["status"]) - {"title_mismatch", "duplicate", NOT_A_VIDEO, LIVE_STREAM, UPCOMING_STREAM} == {
         "too_short"}  # nothing reached the fetch stage
     from videonet.curation.report import format_summary
+    from videonet.curation.report.show import show
+
+    assert f"search: exhausted after {len(QUERY_PLAN)} queries (" in show(str(out), MAGPIE)
 
     text = format_summary(facts)
     assert f"2 classes searched with {facts['search_queries']} queries and {facts['search_requests']:,} requests" in text

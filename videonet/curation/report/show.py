@@ -1,7 +1,7 @@
 """``videonet show OUT CLASS_OR_CLIP``: the verdicts behind one class or one clip, in a terminal.
 
-The report's contact sheets for a curator in a shell: a class (wnid, index or name) shows its
-counts per status, its kept clips with the frames the classifier matched and their shards, and a
+The report's contact sheets for a curator in a shell: a class (wnid, index or name) shows how its
+search stopped (after how many queries and requests), its counts per status, its kept clips with the frames the classifier matched and their shards, and a
 few rejected clips with their reasons; a clip (video id or key) shows each of its candidates'
 status, reason, matched frames and shard. Every line is read from the run directory, and reaches
 the terminal with its control characters escaped (titles and reasons come from anyone).
@@ -16,7 +16,7 @@ import pandas as pd
 from videonet.curation.report.sheets import Clip, contact_sheets
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.write.records import KEPT, REJECTED, STATUSES, clip_key
-from videonet.curation.write.rundir import SHARDS, final_rows, join, read_audit, read_metadata
+from videonet.curation.write.rundir import SEARCH, SHARDS, final_rows, join, read_audit, read_metadata, read_table
 from videonet.curation.write.thumbs import read_thumb_facts, thumb_path
 from videonet.errors import UserError, printable
 
@@ -52,11 +52,24 @@ def _class_matches(audit: pd.DataFrame, query: str) -> list[str]:
     return sorted(classes.loc[hit, "wnid"])
 
 
+def _search_lines(out: str, wnid: str) -> list[str]:
+    """How the class's latest search went: why it stopped, after how many queries and requests."""
+    from videonet.curation.report import latest_searches, stop_words
+    from videonet.curation.search import SEARCH_SCHEMA
+
+    searches = read_table(out, SEARCH, SEARCH_SCHEMA)
+    if wnid not in set(searches["wnid"]):
+        return []
+    row = latest_searches(searches).loc[wnid]
+    return [f"search: {stop_words(row['search_stop'], row['search_queries'], row['search_requests'])}, "
+            f"{row['search_hits']:,} results read"]
+
+
 def _class_view(out: str, audit: pd.DataFrame, metadata: pd.DataFrame, wnid: str) -> str:
     rows = audit[audit["wnid"] == wnid]
     counts = rows["status"].value_counts()
     first = rows.iloc[0]
-    lines = [f"{first['class_index']} {wnid} {first['name']}",
+    lines = [f"{first['class_index']} {wnid} {first['name']}", *_search_lines(out, wnid),
              f"candidates {len(rows)}: " + ", ".join(f"{s} {counts[s]}" for s in STATUSES if s in counts)]
     for sheet in contact_sheets(out, audit, metadata, {wnid}, KEPT_SHOWN, REJECTED_SHOWN):  # none: none judged
         if sheet.kept_total:
