@@ -9,6 +9,11 @@ import pytest
 # Small enough for a 2-core CI machine, large enough that every demo clip gets its real verdict.
 TEST_FRAMES = 20
 TEST_CHUNK = 10
+# The scan tests of the CPU and GPU paths: (clip, class queried), the demo's kept (Egyptian cat, espresso)
+# and rejected (goldfish, teapot) verdicts; few frames, small chunks (a 2-core CI machine classifies ~3x
+# frames x clips frames there).
+QUERIES = [("chelsea_cat.mp4", 285), ("coffee_cup.mp4", 967), ("chelsea_cat.mp4", 1), ("coffee_cup.mp4", 849)]
+SCAN_FRAMES, SCAN_CHUNK = 12, 4
 
 
 @pytest.fixture(scope="session")

@@ -5,22 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import QUERIES, SCAN_CHUNK, SCAN_FRAMES
 from videonet.curation.judge.scan import naive_scan, scan_clips
 from videonet.curation.judge.frames import CROP, DecodeError, center_crop, iter_frames, naive_frames
 from videonet.curation.judge.verdicts import keep_decision
-
-# (clip, class queried): the demo's kept (Egyptian cat, espresso) and rejected (goldfish, teapot) verdicts.
-QUERIES = [("chelsea_cat.mp4", 285), ("coffee_cup.mp4", 967), ("chelsea_cat.mp4", 1), ("coffee_cup.mp4", 849)]
-# Few frames, small chunks: a 2-core CI machine classifies ~3x (frames x clips) frames here.
-TEST_FRAMES, TEST_CHUNK = 12, 4
 
 
 @pytest.fixture(scope="module")
 def scans(lite0, demo_dir):
     jobs = [(str(demo_dir / name), {cls}) for name, cls in QUERIES]
-    fast = scan_clips(lite0, jobs, TEST_FRAMES, TEST_CHUNK)
-    full = scan_clips(lite0, jobs, TEST_FRAMES, TEST_CHUNK, early_exit=False)
-    naive = [naive_scan(lite0, path, TEST_FRAMES) for path, _ in jobs]
+    fast = scan_clips(lite0, jobs, SCAN_FRAMES, SCAN_CHUNK)
+    full = scan_clips(lite0, jobs, SCAN_FRAMES, SCAN_CHUNK, early_exit=False)
+    naive = [naive_scan(lite0, path, SCAN_FRAMES) for path, _ in jobs]
     return fast, full, naive
 
 
@@ -39,7 +35,7 @@ def test_fast_and_naive_keep_the_same_clips(scans):
 def test_per_frame_labels_mostly_agree(scans):
     _, full, naive = scans
     pairs = [(a, b) for f, n in zip(full, naive) for a, b in zip(f.top1, n.top1)]
-    assert len(pairs) == len(QUERIES) * TEST_FRAMES
+    assert len(pairs) == len(QUERIES) * SCAN_FRAMES
     agree = sum(a == b for a, b in pairs) / len(pairs)
     assert agree >= 0.9, agree  # the two decoders' bilinear filters differ by ~1 grey level
 
@@ -48,12 +44,12 @@ def test_early_exit_classifies_fewer_frames_only_for_kept_clips(scans):
     fast, full, _ = scans
     for f, n, (_, cls) in zip(fast, full, QUERIES):
         assert f.error is None and n.error is None
-        assert n.frames_classified == TEST_FRAMES
+        assert n.frames_classified == SCAN_FRAMES
         if _kept(f, cls):
-            assert f.frames_classified < TEST_FRAMES  # stopped after the chunk with the first match
+            assert f.frames_classified < SCAN_FRAMES  # stopped after the chunk with the first match
             assert f.top1 == n.top1[:f.frames_classified]
         else:
-            assert f.frames_classified == TEST_FRAMES and f.top1 == n.top1
+            assert f.frames_classified == SCAN_FRAMES and f.top1 == n.top1
 
 
 def test_decode_fast_matches_naive(demo_dir):
@@ -80,6 +76,6 @@ def test_center_crop_uses_torchvision_offsets():
 
 def test_decode_errors_are_reported_per_clip(lite0, demo_dir):
     scans = scan_clips(lite0, [(str(demo_dir / "broken_upload.mp4"), {1}), (str(demo_dir / "chelsea_cat.mp4"), {285})],
-                       TEST_FRAMES, TEST_CHUNK)
+                       SCAN_FRAMES, SCAN_CHUNK)
     assert scans[0].error and not scans[0].top1
     assert scans[1].error is None and 285 in scans[1].top1

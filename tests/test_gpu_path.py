@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from test_filter import QUERIES, TEST_CHUNK, TEST_FRAMES
+from conftest import QUERIES, SCAN_CHUNK, SCAN_FRAMES
 from videonet.curation.judge.decoders import (
     frame_source, resolve_decoder, torchcodec_chunks, torchcodec_or_pyav_chunks,
 )
@@ -23,20 +23,20 @@ from videonet.errors import UserError
 DEMO = ("chelsea_cat.mp4", "coffee_cup.mp4", "bikes.mp4", "bigbuckbunny.mp4")
 
 
-def _frames(source, path, limit, chunk=TEST_CHUNK) -> np.ndarray:
+def _frames(source, path, limit, chunk=SCAN_CHUNK) -> np.ndarray:
     return np.concatenate([np.asarray(c) for c in source(path, limit, chunk)])
 
 
 def test_torchcodec_frames_match_the_cpu_decoders(demo_dir):
     for name in DEMO:
         path = str(demo_dir / name)
-        chunks = list(torchcodec_chunks(path, TEST_FRAMES, TEST_CHUNK))
+        chunks = list(torchcodec_chunks(path, SCAN_FRAMES, SCAN_CHUNK))
         assert all(isinstance(c, torch.Tensor) and c.dtype == torch.uint8 for c in chunks)
-        assert [len(c) for c in chunks] == [TEST_CHUNK] * (TEST_FRAMES // TEST_CHUNK)
+        assert [len(c) for c in chunks] == [SCAN_CHUNK] * (SCAN_FRAMES // SCAN_CHUNK)
         ours = torch.cat(chunks).numpy()
-        assert ours.shape == (TEST_FRAMES, CROP, CROP, 3)
-        swscale = _frames(pyav_chunks, path, TEST_FRAMES).astype(np.int16)
-        reference = naive_frames(path, TEST_FRAMES).astype(np.int16)  # full-size decode + torchvision resize
+        assert ours.shape == (SCAN_FRAMES, CROP, CROP, 3)
+        swscale = _frames(pyav_chunks, path, SCAN_FRAMES).astype(np.int16)
+        reference = naive_frames(path, SCAN_FRAMES).astype(np.int16)  # full-size decode + torchvision resize
         # Same geometry as both: a shifted crop or swapped channels give a mean difference >> 5.
         assert np.abs(ours - swscale).mean() < 3.0, name
         assert np.abs(ours - reference).mean() < 1.5, name
@@ -45,8 +45,8 @@ def test_torchcodec_frames_match_the_cpu_decoders(demo_dir):
 @pytest.fixture(scope="module")
 def scans(lite0, demo_dir):
     jobs = [(str(demo_dir / name), {cls}) for name, cls in QUERIES]
-    return {decoder: (scan_clips(lite0, jobs, TEST_FRAMES, TEST_CHUNK, decoder=decoder),
-                      scan_clips(lite0, jobs, TEST_FRAMES, TEST_CHUNK, early_exit=False, decoder=decoder))
+    return {decoder: (scan_clips(lite0, jobs, SCAN_FRAMES, SCAN_CHUNK, decoder=decoder),
+                      scan_clips(lite0, jobs, SCAN_FRAMES, SCAN_CHUNK, early_exit=False, decoder=decoder))
             for decoder in ("pyav", "torchcodec")}
 
 
@@ -55,13 +55,13 @@ def test_torchcodec_and_pyav_keep_the_same_clips(scans):
             for d, (fast, _) in scans.items()}
     assert kept["torchcodec"] == kept["pyav"] == [True, True, False, False]
     pairs = [(a, b) for t, p in zip(scans["torchcodec"][1], scans["pyav"][1]) for a, b in zip(t.top1, p.top1)]
-    assert len(pairs) == len(QUERIES) * TEST_FRAMES
+    assert len(pairs) == len(QUERIES) * SCAN_FRAMES
     agree = sum(a == b for a, b in pairs) / len(pairs)
     print(f"\nper-frame top-1 agreement, torchcodec + torch resize vs PyAV swscale: {agree:.3f} of {len(pairs)} frames")
     assert agree >= 0.9, agree
     for fast, full in scans.values():  # early exit and thumbnails behave the same through either source
         assert all(s.error is None and s.firsts and s.decoded >= s.frames_classified for s in fast + full)
-        assert [s.frames_classified < TEST_FRAMES for s in fast] == [True, True, False, False]
+        assert [s.frames_classified < SCAN_FRAMES for s in fast] == [True, True, False, False]
 
 
 def test_keep_rule_boundary_at_frame_n_through_torchcodec(lite0, tmp_path):
