@@ -225,3 +225,21 @@ def test_a_stream_met_by_two_queries_has_one_row_saying_what_it_is():
                "url": "https://www.youtube.com/channel/UCuAXFkgsw1L7xaCfnd5JJOw"}
     assert [candidates.admit(r)["status"] for r in (live, live, channel)] == [LIVE_STREAM, "duplicate", NOT_A_VIDEO]
     assert candidates.admitted == 0
+
+
+@pytest.mark.parametrize("entry, kind", [
+    ({"url": "https://www.youtube.com/shorts/dQw4w9WgXcQ", "ie_key": "Youtube"}, "video"),
+    ({"url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "live_status": "was_live"}, "video"),  # a recording
+    ({"url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "live_status": "is_live"}, "live"),
+    ({"url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "live_status": "post_live"}, "live"),
+    ({"url": "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "live_status": "is_upcoming"}, "upcoming"),
+    ({"url": "https://www.youtube.com/channel/UCuAXFkgsw1L7xaCfnd5JJOw", "ie_key": "YoutubeTab"}, "channel"),
+    ({"url": "https://www.youtube.com/@SomeHandle", "ie_key": "YoutubeTab"}, "channel"),
+    ({"url": "https://www.youtube.com/playlist?list=PLFgquLnL59alCl_2TQvOiD5Vgm1hCaGSI"}, "playlist"),
+    ({"url": "https://www.youtube.com/hashtag/stingray", "ie_key": "YoutubeTab"}, "page"),
+    ({"url": "http://127.0.0.1:8000/cat.mp4", "ie_key": "Generic"}, "video"),
+])
+def test_what_a_flat_entry_is(entry, kind):
+    from videonet.curation.search.youtube import entry_kind
+
+    assert entry_kind(entry) == kind

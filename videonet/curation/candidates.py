@@ -167,6 +167,9 @@ def match_title(candidate: dict, terms: Iterable[str], inflect: bool = True) -> 
     return {**candidate, "term": found.term, "matched_form": found.form}
 
 
+NOT_VIDEO_KINDS = ("channel", "playlist", "page")  # search results that name no single video (page: a hashtag...)
+
+
 def check_kind(candidate: dict) -> dict:
     """Only single videos become candidates: a channel or playlist among the results is audited
     ``not_a_video`` (downloading one would fetch whatever it holds); a live stream (its length is
@@ -174,7 +177,7 @@ def check_kind(candidate: dict) -> dict:
     in this run: a later run searches them again and takes the recording. A hit without ``kind``
     (a catalog row) is a video."""
     kind = candidate.get("kind") or "video"
-    if kind in ("channel", "playlist"):
+    if kind in NOT_VIDEO_KINDS:
         return audit_row(candidate, NOT_A_VIDEO, f"a {kind} in the search results, not a single video: never downloaded")
     if kind == "live":
         return audit_row(candidate, LIVE_STREAM, "live now: its length is unknown until it ends; a later run looks again")
@@ -207,7 +210,7 @@ class ClassCandidates:
     def admit(self, candidate: dict) -> dict:
         """The candidate, or its audit row (not_a_video, title_mismatch, live/upcoming stream, duplicate
         or over_cap)."""
-        if candidate.get("kind") in ("channel", "playlist"):
+        if candidate.get("kind") in NOT_VIDEO_KINDS:
             return check_kind(candidate)
         row = match_title(candidate, self.terms, self.inflect)
         if "status" in row:

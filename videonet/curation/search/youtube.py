@@ -17,6 +17,7 @@ counted, so a class's requests are the real ones, config page and retries includ
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -95,13 +96,16 @@ def plan_queries(term: str) -> tuple[Query, ...]:
     return tuple(Query(term, words, base + (f"&sp={quote_plus(sp)}" if sp else "")) for words, sp in QUERY_PLAN)
 
 
+_CHANNEL_URL = re.compile(r"youtube\.com/(?:channel/|c/|user/|@)")
+
+
 def entry_kind(entry: dict) -> str:
-    """What a flat yt-dlp entry is: ``video``, ``live``, ``upcoming`` (by its ``live_status``),
-    ``channel`` or ``playlist`` (a YouTube URL that names no single video); a URL of another site
-    is a ``video`` (a feed's entry)."""
+    """What a flat yt-dlp entry is: ``video``, ``live``, ``upcoming`` (by its ``live_status``), or,
+    for a YouTube URL that names no single video, ``playlist``, ``channel`` or ``page`` (a hashtag
+    page...); a URL of another site is a ``video`` (a feed's entry)."""
     url = entry.get("webpage_url") or entry.get("url") or ""
     if youtube_video_id(url) is None and ("youtube.com/" in url or entry.get("ie_key") == "YoutubeTab"):
-        return "playlist" if "list=" in url else "channel"
+        return "playlist" if "list=" in url else "channel" if _CHANNEL_URL.search(url) else "page"
     return LIVE_STATUSES.get(entry.get("live_status") or "", "video")
 
 
