@@ -38,7 +38,7 @@ from videonet.curation.search import SEARCH_SCHEMA, Source, search_class
 from videonet.curation.vocabulary.classes import ImageNetClass
 from videonet.curation.write.judged import write_judged
 from videonet.curation.write.records import (
-    AUDIT_SCHEMA, DOWNLOAD_RETRIABLE, INVALID_ROW, audit_row, candidate_key, settles,
+    AUDIT_SCHEMA, DOWNLOAD_RETRIABLE, INVALID_ROW, KEPT, audit_row, candidate_key, settles,
 )
 from videonet.curation.write.rundir import AUDIT, METADATA, REQUESTS, SEARCH, WORK, join
 from videonet.pipelines.counters import count_drop, count_kept, count_requests
@@ -260,13 +260,26 @@ class WriteShard(beam.DoFn):
         yield part
 
 
-def unsettled(statuses: list[str], rows: list[dict], tries: bool) -> list[dict]:
-    """The rows of a candidate whose audit history (``statuses``) does not settle it; with ``tries``,
-    each carries the number of runs it already failed retriably in (``--retry-runs`` caps them)."""
-    if any(settles(s) for s in statuses):
+def location(row: dict) -> int:
+    """Where a candidate's video is (its URL, else its path), as a number the resume join carries for
+    millions of audit rows: a verdict speaks for that video only."""
+    return zlib.crc32(str(row.get("url") or row.get("path") or "").encode("utf-8", "surrogateescape"))
+
+
+def unsettled(audited: list[tuple[str, int]], rows: list[dict], tries: bool) -> list[dict]:
+    """The rows of a candidate whose audit history (``(status, location)`` pairs) does not settle it;
+    with ``tries``, each carries the number of runs it already failed retriably in (``--retry-runs``
+    caps them). A verdict settles only the video it was given at: a catalog row whose path or URL
+    changed is judged again, unless it was kept (its clip is in a shard already: replacing kept clips
+    is a new run directory's job)."""
+    if any(status == KEPT for status, _ in audited):
         return []
-    failed = sum(s == DOWNLOAD_RETRIABLE for s in statuses)
-    return [{**r, "tries": failed} for r in rows] if tries else rows
+    open_rows = []
+    for row in rows:
+        here = [status for status, at in audited if at == location(row)]
+        if not any(settles(s) for s in here):
+            open_rows.append({**row, "tries": sum(s == DOWNLOAD_RETRIABLE for s in here)} if tries else row)
+    return open_rows
 
 
 class SkipAudited(beam.PTransform):
@@ -314,8 +327,8 @@ def build(pipeline: beam.Pipeline, settings: CurateSettings, classes: list[Image
     audited = (
         pipeline
         | "AuditFiles" >> beam.Create([join(out, AUDIT, "*.parquet")])
-        | "ReadAudit" >> beam.io.ReadAllFromParquet(columns=["wnid", "id", "status"])
-        | "AuditedKeys" >> beam.Map(lambda r: (candidate_key(r), r["status"]))
+        | "ReadAudit" >> beam.io.ReadAllFromParquet(columns=["wnid", "id", "status", "url", "path"])
+        | "AuditedKeys" >> beam.Map(lambda r: (candidate_key(r), (r["status"], location(r))))
     )
     searched = (
         pipeline

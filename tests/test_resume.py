@@ -82,3 +82,33 @@ def test_rows_appended_to_a_catalog_after_a_finished_run_are_judged_by_the_rerun
     curate(*options)  # unchanged since: finished, nothing searched
     assert "1 classes finished by an earlier run with these settings are not searched again" in capsys.readouterr().out
     pd.testing.assert_frame_equal(read_audit(str(out)), audit)
+
+
+@pytest.mark.slow
+def test_a_row_whose_path_changed_is_judged_again_unless_it_was_kept(demo_dir, tmp_path):
+    """A verdict speaks for the video it was given at: the rerun judges a row whose file changed (a
+    rejected one becomes kept); a kept row stays kept, once (its clip is in a shard already)."""
+    from videonet.curation.run import curate
+    from videonet.curation.write.rundir import final_rows
+
+    root, out = tmp_path / "root", tmp_path / "run"
+    root.mkdir()
+    for name, clip in (("cat.mp4", "chelsea_cat"), ("cat_again.mp4", "chelsea_cat"), ("cup.mp4", "coffee_cup")):
+        shutil.copyfile(demo_dir / f"{clip}.mp4", root / name)
+    catalog = root / "catalog.csv"
+    catalog.write_text("id,title,path,duration\nfirst,Egyptian cat at home,cat.mp4,12\n"
+                       "wrong,Egyptian cat in a cup,cup.mp4,12\n")
+    options = curate_options(out, demo_dir, source=f"catalog:{catalog}", catalog_root=str(root), classes=CAT)
+    curate(*options)
+    before = final_rows(read_audit(str(out))).set_index("id")
+    assert before.loc["first", "status"] == "kept" and before.loc["wrong", "status"] == "rejected_by_classifier"
+
+    catalog.write_text("id,title,path,duration\nfirst,Egyptian cat at home,cup.mp4,12\n"  # kept: stays
+                       "wrong,Egyptian cat in a cup,cat_again.mp4,12\n")  # rejected: judged again
+    curate(*options)
+    after = final_rows(read_audit(str(out))).set_index("id")
+    assert after.loc["wrong", "status"] == "kept" and after.loc["wrong", "run_id"] != before.loc["wrong", "run_id"]
+    assert after.loc["first", "status"] == "kept" and after.loc["first", "run_id"] == before.loc["first", "run_id"]
+    metadata = read_metadata(str(out))
+    assert sorted(metadata["id"]) == ["first", "wrong"] and metadata["key"].is_unique
+    assert metadata.set_index("id").loc["wrong", "path"] == str((root / "cat_again.mp4").resolve())
