@@ -157,6 +157,19 @@ def test_fifos_devices_and_directories_are_refused_without_blocking(tmp_path):
     assert isinstance(refused, UserError) and "is not a regular file" in str(refused)
 
 
+def test_curate_refuses_a_fifo_catalog_in_one_line_and_releases_its_run_directory(tmp_path):
+    fifo = tmp_path / "catalog.csv"
+    os.mkfifo(fifo)
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "videonet", "curate", "--out", str(out), "--source",
+                           f"catalog:{fifo}", "--classes", CAT, "--no-progress"],
+                          capture_output=True, text=True, timeout=120)  # it blocked forever, holding the lock
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and errors == [f"error: catalog {fifo} is not a regular file (a directory, FIFO "
+                                               "or device)"], proc.stderr[-2000:]
+    assert not out.exists() or not any(out.iterdir())  # the lock went with the refused run
+
+
 def test_a_folder_or_file_swapped_for_a_symlink_after_the_catalog_was_read_is_refused(tmp_path):
     root, outside = tmp_path / "root", tmp_path / "outside"
     (root / "clips").mkdir(parents=True)
