@@ -200,6 +200,7 @@ def test_curate_fills_a_deep_class_to_exactly_5000_and_says_why_each_class_stopp
     assert deep["stopped"] == f"cap reached after {deep['search_queries']} queries ({deep['search_requests']:,} requests)"
     assert 5 < deep["search_queries"] < len(QUERY_PLAN)
     assert deep["search_requests"] + shallow["search_requests"] == facts["search_requests"] == len(double.log)
+    assert set(Counter((s.term, s.sp, s.offset) for s in double.searches()).values()) == {1}  # nothing asked twice
     audit = read_audit(str(out))
     kinds = {i.id: i.kind for term in ("stingray", "magpie") for i in world.pool(term)}
     streams = audit[audit["id"].map(kinds).isin([CHANNEL, PLAYLIST, LIVE, UPCOMING])]

@@ -113,7 +113,9 @@ def results_page(world: World, term: str, sp: str | None, offset: int) -> dict:
     """The JSON of one results response: the first page (``contents``) or a continuation."""
     found = world.results(term, sp)
     items = found[offset:offset + world.page]
-    section = [{"itemSectionRenderer": {"contents": [renderer(item, shelf=bool(world.shelf_every) and item.rank % world.shelf_every == 0) for item in items]}}]
+    every = world.shelf_every
+    rendered = [renderer(item, shelf=bool(every) and item.rank % every == 0) for item in items]
+    section = [{"itemSectionRenderer": {"contents": rendered}}]
     if offset + world.page < len(found):
         section.append({"continuationItemRenderer": {"continuationEndpoint": {"continuationCommand": {
             "token": _token(term, sp, offset + world.page), "request": "CONTINUATION_REQUEST_TYPE_SEARCH"}}}})

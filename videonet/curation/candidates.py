@@ -178,9 +178,11 @@ def check_kind(candidate: dict) -> dict:
     (a catalog row) is a video."""
     kind = candidate.get("kind") or "video"
     if kind in NOT_VIDEO_KINDS:
-        return audit_row(candidate, NOT_A_VIDEO, f"a {kind} in the search results, not a single video: never downloaded")
+        return audit_row(candidate, NOT_A_VIDEO,
+                         f"a {kind} in the search results, not a single video: never downloaded")
     if kind == "live":
-        return audit_row(candidate, LIVE_STREAM, "live now: its length is unknown until it ends; a later run looks again")
+        return audit_row(candidate, LIVE_STREAM,
+                         "live now: its length is unknown until it ends; a later run looks again")
     if kind == "upcoming":
         return audit_row(candidate, UPCOMING_STREAM, "a scheduled stream, not yet started; a later run looks again")
     return candidate

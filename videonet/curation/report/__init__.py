@@ -277,7 +277,8 @@ LABELS = {
     "download_per_hour": "download requests an hour", "download_seconds": "seconds of downloads",
     "candidates": "candidates", "over_cap": "title matches beyond the cap", "not_videos": "channels and playlists",
     "streams": "live or upcoming streams", "retrieved": "retrieved videos (unique title matches)",
-    "kept": "kept clips", "retention_pct": "retention, % of retrieved", "paper_retention_pct": "the paper's retention, %",
+    "kept": "kept clips", "retention_pct": "retention, % of retrieved",
+    "paper_retention_pct": "the paper's retention, %",
     "shards": "shards", "hours_kept": "hours kept",
 }
 

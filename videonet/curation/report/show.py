@@ -1,8 +1,8 @@
 """``videonet show OUT CLASS_OR_CLIP``: the verdicts behind one class or one clip, in a terminal.
 
 The report's contact sheets for a curator in a shell: a class (wnid, index or name) shows how its
-search stopped (after how many queries and requests), its counts per status, its kept clips with the frames the classifier matched and their shards, and a
-few rejected clips with their reasons; a clip (video id or key) shows each of its candidates'
+search stopped (after how many queries and requests), its counts per status, its kept clips with
+the frames the classifier matched and their shards, and a few rejected clips with their reasons; a clip (video id or key) shows each of its candidates'
 status, reason, matched frames and shard. Every line is read from the run directory, and reaches
 the terminal with its control characters escaped (titles and reasons come from anyone).
 """
