@@ -63,7 +63,8 @@ class ClientSettings:
         "help": "Downloads per hour per session, across all workers (0: unlimited), for sessions without their "
                 "own per_hour. YouTube allows about 300 per session.", "min": 0})
     max_searches_per_hour: float = field(default=0.0, metadata={
-        "help": "Search requests (result pages) per hour per worker process (0: unlimited).", "min": 0})
+        "help": "Search HTTP requests (results pages of ~20, config pages, retries) per hour per worker process "
+                "(0: unlimited).", "min": 0})
     cooldown: float = field(default=3600.0, metadata={
         "help": "How long a session rests after a rate-limit signal that names no wait (YouTube's 'rate-limited for "
                 "up to an hour', a bot check, a blocked IP); its videos move to the other sessions (seconds).",
