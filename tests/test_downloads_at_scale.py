@@ -1,7 +1,10 @@
-"""Downloading at scale (#17): failure classes, retries that lose nothing, the rate limit, prefixes.
+"""Downloading at scale: failure classes from yt-dlp's own messages, retries that lose nothing, sessions
+paced across the fleet, the circuit breaker, secrets, formats, prefixes.
 
 Through yt-dlp's real code path against tests/flakyserver.py (429 + Retry-After, 503, dropped
-connections, stalls, 404), with tiny backoffs so that the whole file stays well under a minute or two.
+connections, stalls, 404) and the YouTube double (tests/ytdouble/download.py: YouTube's answers as
+yt-dlp raises them, a rate limit per session), with tiny backoffs and time scaled down (a session's
+hour is seconds) so that each test takes seconds; the whole-pipeline ones are marked slow.
 """
 
 from __future__ import annotations
