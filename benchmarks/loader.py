@@ -149,11 +149,12 @@ def main() -> None:
         seed = f"bench-{i}"
         spent["loader"] += cpu_seconds(lambda: stream.make_sample(raw(name, original), seed))
         spent["copy"] += cpu_seconds(lambda: stream.make_sample(raw(name, original, copy), seed))
-        rng = random.Random(seed)  # the draws make_sample makes, in its order
+        rng = random.Random(seed)  # the draws make_sample makes, in its order: times, parameters, crops
         times = stream.sampler(durations[name], args.views, rng, stream.window)
-        boxes = [crop_box(rng, stream.min_scale) for _ in times]
+        [draw_params(rng, view_distribution(v)) for v in range(args.views)]
         frames: list = []
         spent["decode"] += cpu_seconds(lambda: frames.extend(decode_frames(original, times)))
+        boxes = [crop_box(rng, stream.min_scale, frames[0].width / frames[0].height) for _ in times]
         spent["convert + crop"] += cpu_seconds(lambda: [crop_resize(f, b, args.image_size)
                                                          for f, b in zip(frames, boxes)])
         spent["forward"] += cpu_seconds(lambda: forward_decode(original, times))

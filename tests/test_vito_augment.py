@@ -43,15 +43,17 @@ def mean_sd(xs: list[float]) -> tuple[float, float]:
     return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def reference_mean_area(min_scale: float, steps: int = 200_000) -> float:
-    """E[area] of torchvision's rejection sampler on a square image, by integration over the scale:
-    a try with scale s is accepted for log-aspects in [log max(3/4, s), log min(4/3, 1/s)] (ignores the
-    whole-image fallback after 10 failed tries, which happens about once in a million)."""
-    span = math.log(16 / 9)
+def reference_mean_area(min_scale: float, aspect: float, steps: int = 200_000) -> float:
+    """E[area] of torchvision's rejection sampler with aspects (lo, hi) = (3/4, max(4/3, aspect)), by
+    integration over the scale: a try with scale s fits the frame for log-aspects in
+    [log max(lo, s * aspect), log min(hi, aspect / s)] (ignores the whole-frame fallback after 100
+    failed tries, about 0.55^100)."""
+    lo, hi = 3 / 4, max(4 / 3, aspect)
+    span = math.log(hi / lo)
     num = den = 0.0
     for k in range(steps):
         s = min_scale + (k + 0.5) * (1 - min_scale) / steps
-        accept = max(0.0, math.log(min(4 / 3, 1 / s)) - math.log(max(3 / 4, s))) / span
+        accept = max(0.0, math.log(min(hi, aspect / s)) - math.log(max(lo, s * aspect))) / span
         num, den = num + s * accept, den + accept
     return num / den
 
@@ -59,16 +61,16 @@ def reference_mean_area(min_scale: float, steps: int = 200_000) -> float:
 def test_crop_box_reaches_the_papers_scale_range_on_16_9_frames() -> None:
     rng = random.Random(0)
     width, height = 854, 480
-    boxes = [crop_box(rng, 0.4) for _ in range(DRAWS)]
+    boxes = [crop_box(rng, 0.4, width / height) for _ in range(DRAWS)]
     areas = [b.width * b.height for b in boxes]
-    expected = reference_mean_area(0.4)
-    assert expected == pytest.approx(0.640, abs=0.001)
+    expected = reference_mean_area(0.4, width / height)
+    assert expected == pytest.approx(0.586, abs=0.001)
     m, sd = mean_sd(areas)
     assert abs(m - expected) < 4.5 * sd / math.sqrt(DRAWS)
     assert min(areas) >= 0.4 - 1e-9 and max(areas) > 0.97  # the whole (0.4, 1.0) range
     assert not any(b == (0.0, 0.0, 1.0, 1.0) for b in boxes)  # no fallback crop
-    ratios = [b.width / b.height for b in boxes]  # aspect relative to the frame's
-    assert min(ratios) >= 3 / 4 - 1e-9 and max(ratios) <= 4 / 3 + 1e-9
+    ratios = [b.width * width / (b.height * height) for b in boxes]  # the crops' own aspects, in pixels
+    assert min(ratios) >= 3 / 4 - 1e-9 and max(ratios) <= width / height + 1e-9
     assert all(0 <= b.left and b.left + b.width <= 1 + 1e-9 and 0 <= b.top and b.top + b.height <= 1 + 1e-9
                for b in boxes)
     # What torchvision's absolute aspect range gives on the same frames: capped at 0.75, with fallbacks.
@@ -78,6 +80,23 @@ def test_crop_box_reaches_the_papers_scale_range_on_16_9_frames() -> None:
     old_areas = [h * w / (width * height) for _, _, h, w in old]
     assert max(old_areas) <= 0.75 + 1e-3 and sum(old_areas) / DRAWS == pytest.approx(0.52, abs=0.01)
     assert 0.02 < sum(h == height for _, _, h, _ in old) / DRAWS < 0.05  # the centre-crop fallbacks
+
+
+def test_crop_box_is_torchvisions_on_4_3_frames() -> None:
+    """Where torchvision's aspect range already holds the frame's shape, the crops are its crops: the
+    same mean area (the reference integral) and the same aspect range."""
+    rng = random.Random(1)
+    boxes = [crop_box(rng, 0.4, 4 / 3) for _ in range(DRAWS)]
+    m, sd = mean_sd([b.width * b.height for b in boxes])
+    assert abs(m - reference_mean_area(0.4, 4 / 3)) < 4.5 * sd / math.sqrt(DRAWS)
+    torch.manual_seed(1)
+    frame = torch.empty(3, 480, 640)
+    tv = [h * w / (640 * 480) for _, _, h, w in (v2.RandomResizedCrop.get_params(frame, [0.4, 1.0], [3 / 4, 4 / 3])
+                                                   for _ in range(DRAWS))]
+    tv_m, tv_sd = mean_sd(tv)
+    assert abs(m - tv_m) < tolerance(sd, tv_sd, DRAWS)
+    ratios = [b.width * 4 / (b.height * 3) for b in boxes]
+    assert min(ratios) >= 3 / 4 - 1e-9 and max(ratios) <= 4 / 3 + 1e-9
 
 
 def torchvision_apply(image: torch.Tensor, row: list[float], kernel: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 from pathlib import Path
@@ -22,8 +23,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/co
 # ResNet-18, 64 px, batch 8, 3 views. LARS's trust ratio keeps weight updates at lr * eta of the
 # weights; the paper's eta with lr 0.3 x 8 / 256 barely moves them in a few dozen steps, so the
 # smoke run uses a larger lr and eta and a faster EMA to see learning within 30 steps (measured on
-# these clips: mean loss of the first 5 steps ~15.2, of the last 5 ~13.1; the paper's settings stay
-# flat at ~14.6). No shuffle buffer: with 8 clips a batch then never holds the same clip twice.
+# these clips, the objective on a held-out batch drops by 0.3 to 0.9: x264's encodes of the 96x40
+# test clips differ slightly from one process to the next, and so does what 30 steps learn; with the
+# paper's lr, eta and EMA it drops by 0.36 or less). No shuffle buffer: with 8 clips a batch then
+# never holds the same clip twice.
+MARGIN = 0.2
 SMALL = dict(batch_size=8, image_size=64, arch="resnet18", proj_hidden=512, proj_dim=64, workers=1,
              base_lr=10.0, lars_eta=0.02, ema_base=0.99, warmup=0.1, shuffle_buffer=1, seed=0)
 
@@ -38,14 +42,38 @@ def read_losses(out: Path) -> list[float]:
         return [float(row["loss"]) for row in csv.DictReader(f)]
 
 
+def held_out_loss(cfg: TrainConfig, online_state: dict | None = None, target_state: dict | None = None) -> float:
+    """The objective on one fixed batch (other seed than training: other times, crops and parameters),
+    for the initial networks or the given states: a per-step training loss varies by +-1.5 from batch
+    to batch, this does not."""
+    from videonet.vito.augment import DeviceAugment
+    from videonet.vito.data import make_loader, resolve_shards
+    from videonet.vito.loss import info_nce
+
+    torch.manual_seed(cfg.seed)  # what train() initialises from
+    online = cfg.build_online()
+    target = copy.deepcopy(online.net)
+    if online_state is not None:
+        online.load_state_dict(online_state)
+        target.load_state_dict(target_state)
+    stream = ClipStream(resolve_shards(cfg.data), views=cfg.views, image_size=cfg.image_size, seed=99,
+                        batch_size=cfg.batch_size, shuffle_buffer=1)
+    crops, params = next(iter(make_loader(stream, workers=0)))
+    views = DeviceAugment(cfg.image_size)(crops, params)
+    x = views.transpose(0, 1).reshape(-1, *views.shape[2:])
+    with torch.no_grad():  # train mode, as in a step: BatchNorm on the batch's statistics
+        return info_nce(list(online(x).chunk(cfg.views)), list(target(x).chunk(cfg.views)), cfg.tau).item()
+
+
 @pytest.mark.slow
 def test_short_run_learns_and_exports_torchvision_backbone(run_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    train(TrainConfig(data=str(run_dir), out=str(out), steps=30, log_every=1, save_every=100, **SMALL))
-    losses = read_losses(out)
-    assert len(losses) == 30
-    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
-    assert last < first - 1.0, losses
+    cfg = TrainConfig(data=str(run_dir), out=str(out), steps=30, log_every=1, save_every=100, **SMALL)
+    train(cfg)
+    assert len(read_losses(out)) == 30
+    ckpt = load_checkpoint(out)
+    before, after = held_out_loss(cfg), held_out_loss(cfg, ckpt["online"], ckpt["target"])
+    assert after < before - MARGIN, (before, after)
 
     assert json.loads((out / "config.json").read_text())["arch"] == "resnet18"
     assert load_checkpoint(out)["step"] == 30

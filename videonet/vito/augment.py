@@ -8,8 +8,8 @@ solarised. View 0 uses A1, view 1 A2, and any further view (VITO's third) A1 aga
 
 Where each part runs, so that a GPU is not starved by its loader:
 
-- **CPU (loader worker)**: :func:`crop_box` picks each view's crop and the decoder resizes the crop
-  straight to ``size x size`` (:mod:`videonet.vito.data`); :func:`draw_params` draws every other
+- **CPU (loader worker)**: :func:`crop_box` picks each view's crop (for the frame's aspect) and the
+  decoder resizes the crop straight to ``size x size`` (:mod:`videonet.vito.data`); :func:`draw_params` draws every other
   random parameter of the view (a row of :data:`PARAMS`) from the sample's seeded RNG. Drawing is a
   dozen Python random numbers: the stream stays a pure function of the seed (exact resume).
 - **Training device**: :class:`DeviceAugment` applies flip, jitter, greyscale, blur and solarise to
@@ -25,11 +25,11 @@ Two changes that follow from the data rather than from taste:
 
 - The minimum crop scale is 0.4 for video (time already provides strong view differences, so
   VITO crops less aggressively) and BYOL's 0.08 for image-style single-frame training.
-- The aspect-ratio range is relative to the frame: on a 16:9 frame a crop of aspect 3/4..4/3
-  (torchvision's absolute range) can cover at most 0.75 of the frame, so the paper's scale range
-  (0.4, 1.0) was cut short (mean area 0.52, 3.4% centre-crop fallbacks). Relative to the frame, the
-  crop is torchvision's crop of a square image mapped onto the frame (mean area 0.64, the whole
-  range reached); the price is that a crop of the whole 16:9 frame is squeezed into the square.
+- The aspect-ratio range reaches the frame's own aspect: on a 16:9 frame a crop of aspect 3/4..4/3
+  (torchvision's range) covers at most 0.75 of the frame, so the paper's scale range (0.4, 1.0)
+  was cut short (mean area 0.52, 3.4% centre-crop fallbacks). With the range widened to 3/4..16/9
+  the whole range is reached (mean area 0.59, no fallbacks), and a crop is squeezed into the square
+  output at most as much as the whole frame is (on 3:4..4:3 frames nothing changes).
 - The blur kernel is 23 px at 224 px (about a tenth of the side); it scales with ``--image-size``
   (``2 * round(0.05 * size) + 1``) so small CPU runs blur comparably rather than wiping the image.
 """
@@ -54,7 +54,7 @@ BRIGHTNESS, CONTRAST, SATURATION, HUE = 0.4, 0.4, 0.2, 0.1
 GRAYSCALE_P = 0.2
 SIGMA = (0.1, 2.0)
 SOLARIZE_THRESHOLD = 128 / 255
-CROP_TRIES = 10
+CROP_TRIES = 100
 
 PARAMS = ("flip", "jitter", "brightness", "contrast", "saturation", "hue", "order0", "order1", "order2", "order3",
           "grayscale", "blur", "sigma", "solarize")
@@ -93,22 +93,27 @@ class Box(NamedTuple):
     height: float
 
 
-def crop_box(rng: random.Random, min_scale: float) -> Box:
-    """torchvision's ``RandomResizedCrop.get_params`` with the aspect range relative to the frame.
+def crop_box(rng: random.Random, min_scale: float, aspect: float) -> Box:
+    """torchvision's ``RandomResizedCrop.get_params`` with the aspect range widened to the frame's own.
 
-    Area fraction ``s ~ U(min_scale, 1)``, aspect ``r`` log-uniform in 3/4..4/3 of the frame's own
-    aspect, up to 10 tries for a box inside the frame, then the whole frame (torchvision's fallback
-    on a square image; one in ~10^6 at scale 0.4). In fractions of the frame, torchvision's box of a
-    square image is exactly this, so no frame size is needed: the worker draws it before decoding
-    and the device decoder (:func:`~videonet.vito.data.device_views`) uses the same box. Drawn from
-    ``rng`` (the sample's seeded generator), not from torch's global one, so that the stream is a
-    function of the seed.
+    Area fraction ``s ~ U(min_scale, 1)``, aspect ``r`` log-uniform in ``(min(3/4, aspect),
+    max(4/3, aspect))`` where ``aspect`` is the frame's width / height; a box that does not fit the
+    frame is drawn again. On frames from 3:4 to 4:3 this is torchvision's crop exactly; on a 16:9 frame
+    the range reaches the frame's own shape, so the whole (0.4, 1.0) scale range is reachable (with
+    torchvision's 3/4..4/3 a crop covers at most 0.75 of the frame) and a crop is never squeezed
+    more than the whole frame would be. Up to 100 tries instead of torchvision's 10 (a failed try is
+    likelier on a wide frame; the whole frame after 100 failures, never seen in 10^5 draws).
+
+    Returned in fractions of the frame, so the box is the same whichever decoder reads the frame.
+    Drawn from ``rng`` (the sample's seeded generator), not from torch's global one, so that the
+    stream is a function of the seed.
     """
-    log_ratio = (math.log(RATIO[0]), math.log(RATIO[1]))
+    ratio = (min(RATIO[0], aspect), max(RATIO[1], aspect))
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(CROP_TRIES):
         scale = rng.uniform(min_scale, 1.0)
-        ratio = math.exp(rng.uniform(*log_ratio))
-        w, h = math.sqrt(scale * ratio), math.sqrt(scale / ratio)
+        r = math.exp(rng.uniform(*log_ratio))
+        w, h = math.sqrt(scale * r / aspect), math.sqrt(scale * aspect / r)  # fractions of width, height
         if w <= 1.0 and h <= 1.0:
             return Box(rng.uniform(0.0, 1.0 - w), rng.uniform(0.0, 1.0 - h), w, h)
     return Box(0.0, 0.0, 1.0, 1.0)
