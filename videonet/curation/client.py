@@ -164,9 +164,7 @@ def js_runtime_problem(params: dict[str, Any]) -> str | None:
     """
     import importlib.util
 
-    from yt_dlp.globals import supported_js_runtimes
-
-    import yt_dlp  # noqa: F401  (registers the runtimes)
+    from yt_dlp.globals import supported_js_runtimes  # filled in when the yt_dlp package is imported
 
     wanted = params.get("js_runtimes") or {"deno": {}}
     found = []
