@@ -20,11 +20,13 @@ from videonet.torch_utils import scaled_size
 RESIZE = 256  # short side before the centre crop, as in torchvision's ImageNet eval transforms
 CROP = 224
 MAX_PIXELS = 4096 * 2160  # larger frames are refused rather than decoded (bounded memory/time)
-# Decoder threads per clip: H.264 allocates its per-macroblock tables for a new size in every frame
-# thread before the picture itself (which max_pixels refuses): about 80 MB per thread for a stream
-# switching to 16000x16000, so FFmpeg's automatic count (cores + 1) made a hostile clip cost 1.4 GB
-# on a 16-core worker. Clips are decoded in parallel besides (scan_clips), so two threads lose no speed.
-FRAME_THREADS = 2
+# Decoder threads per clip, the same on every machine: H.264 allocates its per-macroblock tables for a
+# new size in every frame thread before the picture itself (which max_pixels refuses), about 80 MB per
+# thread for a stream switching to 16000x16000, so FFmpeg's automatic count (cores + 1) made a hostile
+# clip cost 1.4 GB on a 16-core worker. Clips are decoded in parallel besides (scan_clips), so three
+# lose no speed; with fewer than three, FFmpeg reports a stream cut off mid-packet as invalid data at
+# its end instead of ending the clip there, so the count also decided a cut clip's verdict.
+FRAME_THREADS = 3
 
 
 class DecodeError(Exception):
