@@ -1,6 +1,6 @@
 """BYOL's asymmetric augmentations A1 / A2, split between the loader's CPU and the training device.
 
-VITO keeps BYOL's pipeline: random resized crop (bicubic, aspect 3/4..4/3) -> horizontal flip
+VITO keeps BYOL's pipeline: random resized crop (bicubic, aspect 3/4..4/3, see below) -> horizontal flip
 (p 0.5) -> colour jitter (0.4, 0.4, 0.2, 0.1, in a random order) with p 0.8 -> greyscale (p 0.2)
 -> Gaussian blur (sigma 0.1..2, p 1.0 in A1, 0.1 in A2) -> solarise (p 0 in A1, 0.2 in A2). The
 two distributions are deliberately different: one view is always blurred, the other sometimes
@@ -9,19 +9,20 @@ solarised. View 0 uses A1, view 1 A2, and any further view (VITO's third) A1 aga
 Where each part runs, so that a GPU is not starved by its loader:
 
 - **CPU (loader worker)**: :func:`crop_box` picks each view's crop (for the frame's aspect) and the
-  decoder resizes the crop straight to ``size x size`` (:mod:`videonet.vito.data`); :func:`draw_params` draws every other
-  random parameter of the view (a row of :data:`PARAMS`) from the sample's seeded RNG. Drawing is a
-  dozen Python random numbers: the stream stays a pure function of the seed (exact resume).
+  decoder resizes the crop straight to ``size x size`` (:mod:`videonet.vito.data`);
+  :func:`draw_params` draws every other random parameter of the view (a row of :data:`PARAMS`) from
+  the sample's seeded RNG. Drawing is a dozen Python random numbers: the stream stays a pure
+  function of the seed (exact resume).
 - **Training device**: :class:`DeviceAugment` applies flip, jitter, greyscale, blur and solarise to
   the whole batch at once, each view with its own parameters, and normalises.
 
 The colour operations are torchvision's (``transforms.v2.functional``) with one factor per image
 instead of one per call: brightness ``x * b``, contrast and saturation blends with the greyscale
 mean / image, hue a shift in torchvision's HSV space, all in float with a clamp to [0, 1];
-``tests/test_vito_units.py`` checks each against torchvision's own op image by image. Solarise
+``tests/test_vito_augment.py`` checks each against torchvision's own op image by image. Solarise
 inverts values >= 128/255 (torchvision's ``threshold=128`` on the uint8 images it ran on before).
 
-Two changes that follow from the data rather than from taste:
+Three changes that follow from the data rather than from taste:
 
 - The minimum crop scale is 0.4 for video (time already provides strong view differences, so
   VITO crops less aggressively) and BYOL's 0.08 for image-style single-frame training.
