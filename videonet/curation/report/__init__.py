@@ -33,6 +33,7 @@ from videonet.curation.report.sheets import Clip, Sheet, contact_sheets
 from videonet.curation.vocabulary.classes import class_name, imagenet1k
 from videonet.curation.write.integrity import unfinished_run
 from videonet.curation.write.thumbs import THUMBS
+from videonet.errors import printable
 
 # Hits that are not retrieved videos of the class: loose titles, repeats, beyond the cap, channels and
 # playlists, streams not finished yet.
@@ -377,4 +378,4 @@ def format_summary(facts: dict) -> str:
         "Dropped: " + (", ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in facts["by_status"].items()
                                   if k not in apart and v) or "none") + ".",
     ]
-    return "\n".join(lines)
+    return "\n".join(map(printable, lines))  # reasons quote servers' and catalogs' words: escaped for a terminal
