@@ -735,6 +735,16 @@ class SessionLedger:
             fh.write(json.dumps(asdict(standing)).encode())
         FileSystems.rename([f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"], [path])
 
+    def _fresh(self, name: str) -> Standing:
+        """The session's standing from its file now, with this process's own word."""
+        from apache_beam.io.filesystems import FileSystems
+
+        path, standing = f"{self.directory}/{name}.json", Standing()
+        if FileSystems.exists(path):
+            with FileSystems.open(path) as fh:
+                standing = Standing(**json.loads(fh.read()))
+        return standing.merged(self._mine.get((self.directory, name), Standing()))
+
     def standing(self, name: str) -> Standing:
         return self._read().get(name, Standing())
 
@@ -747,9 +757,10 @@ class SessionLedger:
 
     def reserve(self, name: str, earliest: float, gap: float) -> float:
         """The time of the session's next request, at or after ``earliest`` and its next free slot; the
-        slot after it is ``gap`` later."""
+        slot after it is ``gap`` later. The session's file is read afresh: another process may have
+        taken a slot since."""
         with self._lock:
-            standing = self.standing(name)
+            standing = self._fresh(name)
             slot = max(time.time(), earliest, standing.next_free)
             standing = Standing(standing.until, standing.kind, slot + gap)
             self._mine[self.directory, name] = standing
