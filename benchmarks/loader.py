@@ -185,7 +185,8 @@ def main() -> None:
           + ", ".join(f"{name} ({len(o) / 1e6:.1f} MB, copy {len(c) / 1e6:.1f} MB)" for name, o, c in made))
     print("| side | views/s per CPU core | ms per view |")
     print("|---|---:|---:|")
-    for label, key in [("loader CPU side (original encoding)", "loader"), ("  decode (seek, demux, needed frames)", "decode"),
+    for label, key in [("loader CPU side (original encoding)", "loader"),
+                       ("  decode (seek, demux, needed frames)", "decode"),
                        ("  convert + crop at output size", "convert + crop"),
                        ("decode forward from the keyframe (before)", "forward"),
                        ("loader CPU side (trainer-ready copy)", "copy")]:

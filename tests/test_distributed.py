@@ -95,7 +95,8 @@ def torchrun(data: Path, out: Path, *extra: str) -> None:
     """``torchrun --nproc_per_node 2 -m videonet train`` as users run it: 2 CPU processes (gloo)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "videonet", "train", str(data), "--out", str(out), *TRAIN_ARGS, *extra]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
 
 

@@ -13,7 +13,6 @@ import importlib.util
 import io
 import json
 import random
-from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -234,7 +233,8 @@ def test_a_clip_torchcodec_cannot_decode_is_decoded_by_pyav(run_dir: Path, tmp_p
     """The per-clip CPU fallback: a file cut off after a 'moov first' header."""
     whole = tmp_path / "faststart.mp4"
     source_bytes = next(read_samples(resolve_shards(str(run_dir))[0]))["mp4"]
-    with av.open(io.BytesIO(source_bytes)) as source, av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+    with av.open(io.BytesIO(source_bytes)) as source, \
+            av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
         stream = out.add_stream_from_template(source.streams.video[0])
         for packet in source.demux(source.streams.video[0]):
             if packet.dts is not None:
@@ -257,13 +257,15 @@ def test_trainer_copy_in_the_shard_keeps_the_frame_times_and_is_read_first(tmp_p
     original = tmp_path / "clip.mp4"
     original.write_bytes(encode(frames, gop=50))
     shard = tmp_path / "shard.tar"
-    write_shard(str(shard), [{"key": "clip", "path": str(original)}], "part", str(tmp_path / "_work"), trainer_copy=True)
+    write_shard(str(shard), [{"key": "clip", "path": str(original)}], "part", str(tmp_path / "_work"),
+                trainer_copy=True)
     raw = next(read_samples(str(shard)))
     assert raw["mp4"] == original.read_bytes() and "train.mp4" in raw
     with av.open(io.BytesIO(raw["train.mp4"])) as copy, av.open(str(original)) as source:
         small, big = copy.streams.video[0], source.streams.video[0]
         assert (small.codec_context.width, small.codec_context.height) == (512, 288)
-        times = [[float(p.pts * s.time_base) for p in c.demux(s) if p.pts is not None] for c, s in ((copy, small), (source, big))]
+        times = [[float(p.pts * s.time_base) for p in c.demux(s) if p.pts is not None]
+                 for c, s in ((copy, small), (source, big))]
     assert sorted(times[0]) == pytest.approx(sorted(times[1]))
     with av.open(io.BytesIO(raw["train.mp4"])) as copy:
         keys = [float(p.pts * copy.streams.video[0].time_base) for p in copy.demux(video=0) if p.is_keyframe]

@@ -52,7 +52,9 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from videonet.errors import UserError
-from videonet.vito.augment import IMAGE_MIN_SCALE, PARAMS, VIDEO_MIN_SCALE, Box, crop_box, draw_params, view_distribution
+from videonet.vito.augment import (
+    IMAGE_MIN_SCALE, VIDEO_MIN_SCALE, Box, crop_box, draw_params, view_distribution,
+)
 from videonet.vito.sampling import SAMPLERS, WINDOW_S
 from videonet.vito.transcode import TRAIN_EXT
 

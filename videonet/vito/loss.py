@@ -2,8 +2,8 @@
 
 The paper's loss ``L^{ij}`` (Parthasarathy et al., NeurIPS 2023): for two views ``i != j`` of a
 clip, the online prediction of view ``i`` must pick out the target projection of view ``j`` among
-negatives that are target projections of *frames of the other videos in the batch*. The default, ``negatives="moclr"``, is the MoCLR/DetCon form of that
-(DeepMind's ``byol_nce_detcon``): the candidates of query ``b`` are the targets of view ``j`` of
+negatives that are target projections of *frames of the other videos in the batch*. The default,
+``negatives="moclr"``, is the MoCLR/DetCon form of that (DeepMind's ``byol_nce_detcon``): the candidates of query ``b`` are the targets of view ``j`` of
 every clip (its positive and B - 1 negatives) and the targets of its own view ``i`` of every
 *other* clip (B - 1 more negatives; its own clip's is masked out), 2B - 1 candidates in all.
 ``negatives="mocov3"`` keeps only the first part (B candidates, MoCo v3's form), what videonet used
