@@ -299,3 +299,21 @@ def test_a_clip_neither_decoder_reads_keeps_its_batch_slot(run_dir: Path) -> Non
     with pytest.warns(UserWarning, match="skipping an undecodable clip"):
         views, _ = next(iter(ClipLoader([batch], {0: 0}, 32)))
     assert views.shape == (2, 2, 3, 32, 32) and torch.equal(views[0], views[1])
+
+
+@pytest.mark.slow  # a demo curation
+def test_a_curation_with_trainer_copy_writes_copies_the_loader_reads(demo_dir: Path, tmp_path: Path) -> None:
+    from conftest import curate_options
+    from videonet.curation.run import curate
+
+    out = tmp_path / "run"
+    curate(*curate_options(out, demo_dir, trainer_copy=True))
+    shards = resolve_shards(str(out))
+    samples = [s for url in shards for s in read_samples(url)]
+    assert samples and all("train.mp4" in s and "mp4" in s for s in samples)
+    for sample in samples:
+        with av.open(io.BytesIO(sample["train.mp4"])) as copy:
+            codec = copy.streams.video[0].codec_context
+            assert min(codec.width, codec.height) <= 288
+    stream = ClipStream(shards, views=2, image_size=32, shuffle_buffer=1)
+    assert stream.make_sample(samples[0], "s").views.shape == (2, 3, 32, 32)
