@@ -338,6 +338,13 @@ def test_js_runtime_check():
     assert js_runtime_problem({}) is None  # install.sh installs Deno and yt-dlp's default extra
     problem = js_runtime_problem({"js_runtimes": {"deno": {"path": "/nowhere/deno"}}})
     assert "no supported JavaScript runtime" in problem and "install Deno" in problem and "\n" not in problem
+    from videonet.curation.search.youtube import YoutubeSource
+    from videonet.errors import UserError
+
+    YoutubeSource().prepare()  # the youtube source starts
+    without = ClientSettings(ytdlp=('js_runtimes={"deno": {"path": "/nowhere/deno"}}',))
+    with pytest.raises(UserError, match="no supported JavaScript runtime"):
+        YoutubeSource(client=without).prepare()  # and refuses, in one line, where yt-dlp would see none
 
 
 # -- the YouTube double ------------------------------------------------------------------------------
