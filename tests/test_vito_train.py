@@ -22,12 +22,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/co
 
 # ResNet-18, 64 px, batch 8, 3 views. LARS's trust ratio keeps weight updates at lr * eta of the
 # weights; the paper's eta with lr 0.3 x 8 / 256 barely moves them in a few dozen steps, so the
-# smoke run uses a larger lr and eta and a faster EMA to see learning within 30 steps (measured on
-# these clips, the objective on a held-out batch drops by 0.3 to 0.9: x264's encodes of the 96x40
-# test clips differ slightly from one process to the next, and so does what 30 steps learn; with the
-# paper's lr, eta and EMA it drops by 0.36 or less). No shuffle buffer: with 8 clips a batch then
-# never holds the same clip twice.
-MARGIN = 0.2
+# smoke run uses a larger lr and eta and a faster EMA to see learning within 30 steps. Measured on
+# these clips, the objective on a held-out batch drops by 0.19 to 1.41 (7 runs): x264's encodes of
+# the bikes test clips differ slightly from one process to the next, and 30 steps on 8 clips amplify
+# that; with the paper's lr, eta and EMA it dropped by 0.36 in one of them. The margin catches a run
+# that does not learn (a frozen network, lr 0, a wrong sign) without that spread
+# making the test flaky. No shuffle buffer: with 8 clips a batch then never holds the same clip twice.
+MARGIN = 0.1
 SMALL = dict(batch_size=8, image_size=64, arch="resnet18", proj_hidden=512, proj_dim=64, workers=1,
              base_lr=10.0, lars_eta=0.02, ema_base=0.99, warmup=0.1, shuffle_buffer=1, seed=0)
 
