@@ -57,8 +57,10 @@ from videonet.curation.report import build_report
 from videonet.curation.judge.classifier import ClassifierSettings
 from videonet.curation.run import CurateSettings, curate, dry_run
 from videonet.curation.write.judged import write_judged
-from videonet.curation.write.records import AUDIT_SCHEMA
-from videonet.curation.write.rundir import AUDIT, commit_part, join, parquet_bytes, write_atomic
+from videonet.curation.rundir import AUDIT_SCHEMA
+from videonet.curation.rundir import AUDIT, join
+from videonet.curation.rundir.files import parquet_bytes, write_atomic
+from videonet.curation.write.shards import commit_part
 
 TARGET = 0.15  # the bound on the Beam overhead
 

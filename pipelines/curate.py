@@ -27,22 +27,26 @@ from videonet.curation.candidates import (
     INFLECTED, CandidateSettings, ClassCandidates, check_duration, kept_elsewhere, video_identity,
 )
 from videonet.curation.client import (
-    REQUESTS_SCHEMA, CircuitOpen, ClientSettings, Session, SessionLedger, SiteSession, Tally, backoff_seconds,
-    breaker_trips, home_session, jittered, merge_rows, pacer, read_sessions, session, ydl_params,
+    CircuitOpen, ClientSettings, Session, SessionLedger, SiteSession, Tally, backoff_seconds, breaker_trips,
+    home_session, jittered, merge_rows, pacer, read_sessions, session, ydl_params,
 )
+from videonet.curation.rundir import REQUESTS_SCHEMA
 from videonet.curation.judge.classifier import ClassifierSettings
 from videonet.curation.judge.fetch import FetchError, fetch_into, sweep_stale_downloads
-from videonet.curation.judge.verdicts import ClipJob, FetchFailed, _is_download, fetched_path, judge_clips, usable_cache
+from videonet.curation.judge.verdicts import ClipJob, FetchFailed, _is_download, judge_clips, usable_cache
+from videonet.curation.rundir import fetched_path
 from videonet.curation.settings import CurateSettings, RunState
-from videonet.curation.search import SEARCH_SCHEMA, Source, search_class
+from videonet.curation.rundir import SEARCH_SCHEMA
+from videonet.curation.search import Source, search_class
 from videonet.curation.vocabulary.classes import ImageNetClass
 from videonet.curation.write.judged import write_judged
-from videonet.curation.write.records import (
+from videonet.curation.rundir import (
     AUDIT_SCHEMA, DOWNLOAD_RETRIABLE, INVALID_ROW, KEPT, audit_row, candidate_key, settles,
 )
-from videonet.curation.write.rundir import AUDIT, METADATA, REQUESTS, SEARCH, WORK, join
+from videonet.curation.rundir import AUDIT, METADATA, REQUESTS, SEARCH, join
 from videonet.pipelines.counters import count_drop, count_kept, count_requests
 from videonet.pipelines.runners import job_service, new_pipeline
+from videonet.curation.rundir import sessions_dir
 
 AUDIT_TAG = "audit"
 SEARCH_TAG = "search"
@@ -111,11 +115,6 @@ class JudgeClips(beam.DoFn):
     def teardown(self):
         if self.bar is not None:
             self.bar.close()
-
-
-def sessions_dir(out: str) -> str:
-    """Where the sessions' parking is shared by every worker and the next run."""
-    return join(out, WORK, "sessions")
 
 
 class FetchBySession(beam.DoFn):
@@ -250,7 +249,7 @@ class WriteShard(beam.DoFn):
         self.state, self.trainer_copy = state, trainer_copy
 
     def process(self, batch):
-        from videonet.curation.write.rundir import commit_part
+        from videonet.curation.write.shards import commit_part
 
         _, rows = batch
         keys = "|".join(sorted(r["key"] for r in rows))

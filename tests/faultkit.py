@@ -373,7 +373,7 @@ KEPT_FIELDS = ["id", "wnid", "key", "frames_classified", "matched_frames", "firs
 
 def check(out: Path, kit: Kit, clean_out: Path | None, crashed: str | None = None) -> tuple[list[dict], dict]:
     """One result row per fault (expected vs got) and the summary counts of the fault suite."""
-    from videonet.curation.write.rundir import read_audit, read_metadata
+    from videonet.curation.rundir.files import read_audit, read_metadata
 
     audit = read_audit(str(out)) if not crashed else None
     metadata = read_metadata(str(out)) if not crashed else None
@@ -431,7 +431,7 @@ def snapshot(out: Path) -> dict:
     """What a reader sees: kept clips by key (bytes + metadata), audit verdicts, the retention table."""
     import pandas as pd
 
-    from videonet.curation.write.rundir import read_audit, read_metadata, read_shard, shard_paths
+    from videonet.curation.rundir.files import read_audit, read_metadata, read_shard, shard_paths
 
     metadata = read_metadata(str(out))
     samples = {}

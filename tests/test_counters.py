@@ -14,7 +14,8 @@ def test_counters_equal_the_run_directory(demo_dir, tmp_path):
     from videonet.curation.search import make_source
     from videonet.curation.settings import RunState
     from videonet.curation.vocabulary.classes import parse_classes
-    from videonet.curation.write.rundir import REQUESTS, read_audit, read_metadata
+    from videonet.curation.rundir import REQUESTS
+    from videonet.curation.rundir.files import read_audit, read_metadata
     from videonet.pipelines.counters import read_counters
     from videonet.pipelines.curate import run
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import webdataset as wds
 
 from conftest import curate_options
-from videonet.curation.write.rundir import read_audit, read_metadata, shard_paths
+from videonet.curation.rundir.files import read_audit, read_metadata, shard_paths
 
 
 def _row(audit: pd.DataFrame, ident: str, wnid: str) -> pd.Series:

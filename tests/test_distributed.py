@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import curate_options
-from videonet.curation.write.rundir import read_audit, read_metadata
+from videonet.curation.rundir.files import read_audit, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 DATAFLOW_FLAGS = [

@@ -23,7 +23,7 @@ from videonet.curation.client import (
     session, ydl_params,
 )
 from videonet.curation.judge.fetch import FetchError, FetchSettings, fetched_video
-from videonet.curation.write.rundir import final_rows, read_audit, read_metadata
+from videonet.curation.rundir.files import final_rows, read_audit, read_metadata
 
 CAT = "n02124075"
 FAST = dict(retry_backoff=0.05, retry_max_wait=1.5)

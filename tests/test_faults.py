@@ -22,7 +22,8 @@ import pandas as pd
 import pytest
 
 import faultkit
-from videonet.curation.write.rundir import PAUSE_BEFORE_MARKER, read_audit, read_metadata, read_shard, shard_paths
+from videonet.curation.rundir.files import read_audit, read_metadata, read_shard, shard_paths
+from videonet.curation.write.shards import PAUSE_BEFORE_MARKER
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 
 import faultkit
-from videonet.curation.write.rundir import PAUSE_BEFORE_MARKER, read_audit, read_metadata
+from videonet.curation.rundir.files import read_audit, read_metadata
+from videonet.curation.write.shards import PAUSE_BEFORE_MARKER
 
 AUDIT_COLUMNS = ["wnid", "id", "status"]
 

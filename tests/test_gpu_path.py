@@ -178,7 +178,7 @@ def test_a_demo_curation_through_torchcodec_keeps_what_pyav_keeps(demo_run, demo
     """``--decoder torchcodec`` reaches the judge through the pipeline: the same kept clips and audit verdicts."""
     from conftest import curate_options
     from videonet.curation.run import curate
-    from videonet.curation.write.rundir import read_audit, read_metadata
+    from videonet.curation.rundir.files import read_audit, read_metadata
 
     out = tmp_path / "torchcodec"
     curate(*curate_options(out, demo_dir, decoder="torchcodec"))

@@ -209,7 +209,7 @@ def test_the_shard_writer_streams_a_large_clip_instead_of_holding_it(tmp_path):
     subprocess.run(["truncate", "-s", "192M", str(clip)], check=True)
     script = PEAK + (
         "import json, sys\n"
-        "from videonet.curation.write.rundir import write_shard\n"
+        "from videonet.curation.write.shards import write_shard\n"
         "before = peak_kb()\n"
         "row = {'key': 'n02124075_0123456789abcdef', 'id': 'big', 'path': sys.argv[1]}\n"
         "write_shard(sys.argv[2], [row], 'part', sys.argv[3])\n"
@@ -370,7 +370,7 @@ def hostile_run(demo_dir, tmp_path_factory):
 
 @pytest.mark.slow
 def test_decoder_bombs_and_a_sparse_giant_cost_neither_memory_nor_the_good_clip(hostile_run):
-    from videonet.curation.write.rundir import final_rows, read_audit, read_metadata, shard_paths
+    from videonet.curation.rundir.files import final_rows, read_audit, read_metadata, shard_paths
 
     proc, out = hostile_run["proc"], hostile_run["out"]
     assert proc.returncode == 0, proc.stderr[-3000:]

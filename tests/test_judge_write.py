@@ -14,9 +14,11 @@ from conftest import TEST_CHUNK, TEST_FRAMES
 from localserver import serve
 from videonet.curation.judge import JudgeSettings
 from videonet.curation.judge.fetch import FetchSettings
-from videonet.curation.judge.verdicts import ClipJob, Scanned, cache_path, decode_result, judge_clips, staging_path
+from videonet.curation.judge.verdicts import ClipJob, Scanned, decode_result, judge_clips
+from videonet.curation.rundir import cache_path, staging_path
 from videonet.curation.write.judged import write_judged
-from videonet.curation.write.thumbs import read_thumb_facts, thumb_path
+from videonet.curation.rundir import thumb_path
+from videonet.curation.write.thumbs import read_thumb_facts
 
 CAT = {"wnid": "n02124075", "class_index": 285, "name": "Egyptian cat", "title": "a cat"}
 CUP = {"wnid": "n07930864", "class_index": 967, "name": "espresso", "title": "a cup"}

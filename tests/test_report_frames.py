@@ -19,8 +19,8 @@ from videonet.curation.judge.frames import iter_frames
 from videonet.curation.judge.scan import THUMB_PX, scan_clips
 from videonet.curation.report.show import show
 from videonet.curation.vocabulary.classes import class_name
-from videonet.curation.write.records import REJECTED, clip_key
-from videonet.curation.write.rundir import read_audit, read_metadata
+from videonet.curation.rundir import REJECTED, clip_key
+from videonet.curation.rundir.files import read_audit, read_metadata
 from videonet.errors import UserError
 from videonet.quiet import quiet_optional_extras
 

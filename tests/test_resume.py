@@ -9,7 +9,7 @@ import shutil
 import pandas as pd
 
 from conftest import curate_options
-from videonet.curation.write.rundir import read_audit, read_metadata
+from videonet.curation.rundir.files import read_audit, read_metadata
 
 CAT = "n02124075"  # Egyptian cat
 
@@ -38,7 +38,7 @@ def test_resuming_a_finished_run_searches_nothing_again(demo_run, demo_dir, tmp_
 def test_final_rows_keep_each_candidates_latest_run():
     """What a rerun decided again supersedes the older row; a class that one run audited stays whole
     (its duplicate rows included) without the per-candidate grouping."""
-    from videonet.curation.write.rundir import final_rows
+    from videonet.curation.rundir.files import final_rows
 
     audit = pd.DataFrame([
         ("r1", "a", "v1", "too_short"), ("r1", "a", "v1", "duplicate"),  # one run: both rows stay
@@ -89,7 +89,7 @@ def test_a_row_whose_path_changed_is_judged_again_unless_it_was_kept(demo_dir, t
     """A verdict speaks for the video it was given at: the rerun judges a row whose file changed (a
     rejected one becomes kept); a kept row stays kept, once (its clip is in a shard already)."""
     from videonet.curation.run import curate
-    from videonet.curation.write.rundir import final_rows
+    from videonet.curation.rundir.files import final_rows
 
     root, out = tmp_path / "root", tmp_path / "run"
     root.mkdir()

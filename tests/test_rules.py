@@ -140,7 +140,7 @@ def test_one_class_per_video_goes_to_the_class_top1_on_the_most_frames():
 
 def test_a_video_passing_two_classes_is_kept_once():
     from videonet.curation.judge.verdicts import Scanned, verdict_rows
-    from videonet.curation.write.records import EXTRA_LABELS
+    from videonet.curation.rundir import EXTRA_LABELS
 
     tabby = {"wnid": "n02123045", "class_index": 281, "name": "tabby", "id": "v", "title": "tabby or Egyptian cat"}
     egyptian = {**tabby, "wnid": "n02124075", "class_index": 285, "name": "Egyptian cat"}

@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 
 from conftest import TEST_CHUNK, TEST_FRAMES, curate_options
-from videonet.curation.write.lock import LOCK, STALE_S, hold
-from videonet.curation.write.rundir import final_rows, read_audit, read_metadata, read_shard, shard_paths
+from videonet.curation.rundir import LOCK
+from videonet.curation.write.lock import STALE_S, hold
+from videonet.curation.rundir.files import final_rows, read_audit, read_metadata, read_shard, shard_paths
 from videonet.errors import UserError
 
 

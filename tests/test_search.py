@@ -14,10 +14,11 @@ import pytest
 
 from conftest import curate_options
 from videonet.curation.report import chart_classes, format_summary, retention_table, summary
-from videonet.curation.search import SEARCH_SCHEMA
+from videonet.curation.rundir import SEARCH_SCHEMA
 from videonet.curation.vocabulary.classes import parse_classes
-from videonet.curation.write.records import AUDIT_SCHEMA, KEPT, REJECTED, SEARCH_ERROR, audit_row
-from videonet.curation.write.rundir import SEARCH, read_audit, read_table
+from videonet.curation.rundir import AUDIT_SCHEMA, KEPT, REJECTED, SEARCH_ERROR, audit_row
+from videonet.curation.rundir import SEARCH
+from videonet.curation.rundir.files import read_audit, read_table
 
 TENCH, GOLDFISH = "n01440764", "n01443537"  # terms: tench | Tinca tinca; goldfish | Carassius auratus
 
@@ -204,7 +205,7 @@ def test_a_video_kept_by_an_earlier_run_under_another_class_is_not_fetched_again
     """Run 1 keeps the cat clip under Egyptian cat; run 2, in the same run directory, meets the same
     file as a tabby candidate: audited kept_for_other_class naming the class and the run that kept
     it, never judged (no frame classified); the clip stays once in the metadata."""
-    from videonet.curation.write.rundir import read_metadata
+    from videonet.curation.rundir.files import read_metadata
 
     clip = str(demo_dir / "chelsea_cat.mp4")
     out = tmp_path / "run"

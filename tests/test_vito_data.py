@@ -251,7 +251,7 @@ def test_a_clip_torchcodec_cannot_decode_is_decoded_by_pyav(run_dir: Path, tmp_p
 def test_trainer_copy_in_the_shard_keeps_the_frame_times_and_is_read_first(tmp_path: Path) -> None:
     """``--trainer-copy``: the shard writer adds ``<key>.train.mp4`` (short side 288, 0.5 s GOPs) beside the
     original; the loader decodes the copy, at the same instants."""
-    from videonet.curation.write.rundir import write_shard
+    from videonet.curation.write.shards import write_shard
 
     frames = [np.full((480, 854, 3), (4 * i) % 256, dtype=np.uint8) for i in range(50)]  # 2 s of 16:9 480p
     original = tmp_path / "clip.mp4"

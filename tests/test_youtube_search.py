@@ -20,7 +20,7 @@ from videonet.curation.client import ClientSettings, session
 from videonet.curation.search import search_class
 from videonet.curation.search.youtube import QUERY_PLAN, YoutubeSource, plan_queries
 from videonet.curation.vocabulary.classes import parse_classes
-from videonet.curation.write.records import LIVE_STREAM, NOT_A_VIDEO, OTHER_CLASS, UPCOMING_STREAM, settles
+from videonet.curation.rundir import LIVE_STREAM, NOT_A_VIDEO, OTHER_CLASS, UPCOMING_STREAM, settles
 
 STINGRAY, MAGPIE = "n01498041", "n01582220"  # classes with one query term each
 QUICK = ClientSettings(retry_attempts=2, retry_backoff=0.0)
@@ -185,7 +185,7 @@ def test_curate_fills_a_deep_class_to_exactly_5000_and_says_why_each_class_stopp
     deep pool reaches exactly 5,000; the shallow one is exhausted after every query. Every clip is
     shorter than --min-duration here, so the run is all search and nothing is fetched."""
     from videonet.curation.run import curate
-    from videonet.curation.write.rundir import read_audit
+    from videonet.curation.rundir.files import read_audit
 
     world = World(pools={"stingray": 30000, "magpie": 90}, depth=600, shelf_every=0)  # every length known
     out = tmp_path / "run"

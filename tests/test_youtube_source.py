@@ -13,7 +13,7 @@ import pytest
 from conftest import curate_options
 from localserver import serve
 from videonet.curation.judge.fetch import FETCH_PREFIX, FetchError, FetchSettings, local_video, sweep_stale_downloads
-from videonet.curation.write.rundir import read_audit, read_metadata
+from videonet.curation.rundir.files import read_audit, read_metadata
 from videonet.curation.client import ClientSettings, session
 from videonet.curation.search.youtube import YoutubeSource
 

@@ -107,7 +107,7 @@ def _run_dir(out: str) -> str:
     """``out`` without a trailing slash, or a one-line error when it holds no curation run."""
     from apache_beam.io.filesystems import FileSystems
 
-    from videonet.curation.write.rundir import AUDIT, METADATA, join
+    from videonet.curation.rundir import AUDIT, METADATA, join
 
     out = out.rstrip("/")
     if not FileSystems.exists(join(out, METADATA)) and not FileSystems.exists(join(out, AUDIT)):

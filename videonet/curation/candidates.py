@@ -22,7 +22,7 @@ from importlib import resources
 from typing import Iterable, NamedTuple
 
 from videonet.curation.vocabulary.classes import ImageNetClass
-from videonet.curation.write.records import (
+from videonet.curation.rundir import (
     DUPLICATE, LIVE_STREAM, NOT_A_VIDEO, OTHER_CLASS, OVER_CAP, TITLE_MISMATCH, TOO_SHORT, UPCOMING_STREAM, audit_row,
 )
 from videonet.errors import UserError

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Iterable, TypeVar
 
-import pyarrow as pa
 
 from videonet.errors import UserError
 
@@ -421,18 +420,6 @@ class TokenBucket:
         if slot > now:
             time.sleep(slot - now)
         return slot - now
-
-
-REQUESTS_SCHEMA = pa.schema([
-    ("run_id", pa.string()),
-    ("stage", pa.string()),  # search | download
-    ("requests", pa.int64()),  # every request sent, retries included
-    ("rate_limited", pa.int64()),  # answered 429 or a bot check
-    ("retries", pa.int64()),
-    ("waited_s", pa.float64()),  # rate limit, adaptive throttle and backoff together
-    ("started", pa.float64()),  # wall clock (epoch s) of the first and last request of this tally
-    ("ended", pa.float64()),
-])
 
 
 @dataclass

@@ -15,9 +15,10 @@ from videonet.curation.vocabulary.classes import parse_classes
 from videonet.curation.write import integrity
 from videonet.curation.write.lock import hold
 from videonet.curation.write.resume import mark_finished, settings_key, unfinished
-from videonet.curation.write.rundir import WORK, join, recover
+from videonet.curation.write.shards import recover
 from videonet.pipelines.curate import acquire_classifier, build, run
 from videonet.pipelines.runners import new_pipeline
+from videonet.curation.rundir import staging_dir
 
 
 def dry_run(out: str, settings: CurateSettings) -> int:
@@ -73,7 +74,7 @@ def _curate_held(out: str, settings: CurateSettings, repair: bool) -> dict:
             raise
         mark_finished(state.out, state.run_id, key, todo)
         del model
-    staging = join(state.out, WORK, "staging")
+    staging = staging_dir(state.out)
     if FileSystems.exists(staging):  # every staged download is inside a committed shard now
         FileSystems.delete([staging])
     return build_report(state.out)

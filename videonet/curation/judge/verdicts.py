@@ -12,7 +12,6 @@ after a kill does not fetch or classify a clip again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
@@ -28,10 +27,11 @@ from videonet.curation.judge.fetch import FetchError, Fetched, FetchSettings, fe
 from videonet.curation.judge.frames import DecodeError, check_complete, probe
 from videonet.curation.judge.scan import Scan, most_frequent, scan_clips
 from videonet.curation.vocabulary.classes import class_name
-from videonet.curation.write.records import (
-    DECODE_ERROR, DOWNLOAD_DEFERRED, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, GAVE_UP, OTHER_CLASS, REJECTED, TOO_SHORT, audit_row, clip_key, kept_row,
+from videonet.curation.rundir import (
+    DECODE_ERROR, DOWNLOAD_DEFERRED, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, GAVE_UP, OTHER_CLASS, REJECTED,
+    TOO_SHORT, audit_row, clip_key, kept_row,
 )
-from videonet.curation.write.rundir import WORK, join
+from videonet.curation.rundir import cache_path, staging_path
 
 
 @dataclass(frozen=True)
@@ -143,18 +143,6 @@ def decode_result(data: bytes) -> ClipResult | None:
         return None
 
 
-def _digest(identity: str) -> str:
-    return hashlib.sha1(identity.encode("utf-8", "surrogateescape")).hexdigest()[:20]
-
-
-def cache_path(out: str, identity: str) -> str:
-    return join(out, WORK, "scans", f"{_digest(identity)}.json")
-
-
-def staging_path(out: str, identity: str) -> str:
-    return join(out, WORK, "staging", f"{_digest(identity)}.mp4")
-
-
 def _load_cache(path: str, wanted: set[int], frames: int) -> ClipResult | None:
     """A cached result serves if the clip failed, was too short, or its scan decides every wanted class."""
     if not FileSystems.exists(path):
@@ -174,12 +162,6 @@ def usable_cache(out: str, identity: str, candidates: list[dict], frames: int) -
     unstaged = (_is_download(candidates) and isinstance(cached, Scanned) and set(cached.top1) & wanted
                 and not FileSystems.exists(staging_path(out, identity)))
     return None if unstaged else cached
-
-
-def fetched_path(out: str, identity: str, prefix: bool) -> str:
-    """Where the download stage puts a URL clip's file for the judge (any worker reads it): the whole
-    video where the shard writer takes a kept one, a prefix beside it."""
-    return join(out, WORK, "prefixes", f"{_digest(identity)}.mp4") if prefix else staging_path(out, identity)
 
 
 @dataclass(frozen=True)

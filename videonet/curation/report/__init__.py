@@ -18,21 +18,21 @@ import json
 import numpy as np
 import pandas as pd
 
-from videonet.curation.client import REQUESTS_SCHEMA, rule_of
-from videonet.curation.search import CAP_REACHED, EXHAUSTED, SEARCH_FAILED, SEARCH_SCHEMA
-from videonet.curation.write.rundir import (
-    REPORT, REQUESTS, SEARCH, final_rows, join, read_audit, read_metadata, read_table, write_atomic,
-)
-from videonet.curation.write.records import (
-    DOWNLOAD_DEFERRED, GAVE_UP,
-    DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DUPLICATE, KEPT, LIVE_STREAM, NOT_A_VIDEO, OVER_CAP, SEARCH_ERROR,
-    SEARCH_RETRIABLE, STATUSES, TITLE_MISMATCH, UPCOMING_STREAM,
+from videonet.curation.client import rule_of
+from videonet.curation.rundir import REQUESTS_SCHEMA
+from videonet.curation.rundir import SEARCH_SCHEMA
+from videonet.curation.search import CAP_REACHED, EXHAUSTED, SEARCH_FAILED
+from videonet.curation.rundir import REPORT, REQUESTS, SEARCH, join
+from videonet.curation.rundir.files import final_rows, read_audit, read_metadata, read_table, write_atomic
+from videonet.curation.rundir import (
+    DOWNLOAD_DEFERRED, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, DUPLICATE, GAVE_UP, KEPT, LIVE_STREAM, NOT_A_VIDEO, OVER_CAP,
+    SEARCH_ERROR, SEARCH_RETRIABLE, STATUSES, TITLE_MISMATCH, UPCOMING_STREAM,
 )
 from videonet.curation.judge.scan import THUMB_PX
 from videonet.curation.report.sheets import Clip, Sheet, contact_sheets
 from videonet.curation.vocabulary.classes import class_name, imagenet1k
 from videonet.curation.write.integrity import unfinished_run
-from videonet.curation.write.thumbs import THUMBS
+from videonet.curation.rundir import THUMBS
 from videonet.errors import printable
 
 # Hits that are not retrieved videos of the class: loose titles, repeats, beyond the cap, channels and

@@ -12,7 +12,7 @@ from typing import Collection
 
 import pandas as pd
 
-from videonet.curation.write.records import REJECTED, clip_key
+from videonet.curation.rundir import REJECTED, clip_key
 from videonet.curation.write.thumbs import read_thumb_facts
 
 KEPT_SHOWN = 24  # per class in the report: enough to judge a class at a glance

@@ -15,9 +15,11 @@ import pandas as pd
 
 from videonet.curation.report.sheets import Clip, contact_sheets
 from videonet.curation.vocabulary.classes import class_name
-from videonet.curation.write.records import KEPT, REJECTED, STATUSES, clip_key
-from videonet.curation.write.rundir import SEARCH, SHARDS, final_rows, join, read_audit, read_metadata, read_table
-from videonet.curation.write.thumbs import read_thumb_facts, thumb_path
+from videonet.curation.rundir import KEPT, REJECTED, STATUSES, clip_key
+from videonet.curation.rundir import SEARCH, SHARDS, join
+from videonet.curation.rundir.files import final_rows, read_audit, read_metadata, read_table
+from videonet.curation.rundir import thumb_path
+from videonet.curation.write.thumbs import read_thumb_facts
 from videonet.errors import UserError, printable
 
 KEPT_SHOWN = 20  # a screenful; the report and the metadata have the rest
@@ -55,7 +57,7 @@ def _class_matches(audit: pd.DataFrame, query: str) -> list[str]:
 def _search_lines(out: str, wnid: str) -> list[str]:
     """How the class's latest search went: why it stopped, after how many queries and requests."""
     from videonet.curation.report import latest_searches, stop_words
-    from videonet.curation.search import SEARCH_SCHEMA
+    from videonet.curation.rundir import SEARCH_SCHEMA
 
     searches = read_table(out, SEARCH, SEARCH_SCHEMA)
     if wnid not in set(searches["wnid"]):

@@ -23,35 +23,16 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from typing import Iterator, Protocol
 
-import pyarrow as pa
 
 from videonet.curation.candidates import ClassCandidates, class_fields, hit_candidates
 from videonet.curation.client import ClientSettings, Failure, Session, failure_of, session
 from videonet.curation.vocabulary.classes import ImageNetClass
-from videonet.curation.write.records import AUDIT_SCHEMA, SEARCH_ERROR, SEARCH_RETRIABLE, audit_row
+from videonet.curation.rundir import SEARCH_ERROR, SEARCH_RETRIABLE, audit_row
 from videonet.errors import UserError
 
 Hit = dict  # id, title, url | path, duration?, uploader?, kind? (video, channel, playlist, live, upcoming)
 
 CAP_REACHED, EXHAUSTED, SEARCH_FAILED = "cap reached", "exhausted", "search error"
-QUERY_FACTS = pa.struct([
-    ("term", pa.string()),
-    ("query", pa.string()),  # the plan row's words, e.g. "videos uploaded this week"
-    ("requests", pa.int64()),  # HTTP requests it cost, retries included
-    ("hits", pa.int64()),  # raw results read
-    ("new", pa.int64()),  # results this class had not met in an earlier query
-    ("matched", pa.int64()),  # of those, title-matched videos admitted as candidates
-])
-# One row per class and run under search/<run_id>.parquet: why the search of the class stopped and
-# what it cost (requests count against the source's rate limits), query by query. The report keeps
-# each class's latest.
-SEARCH_SCHEMA = pa.schema([AUDIT_SCHEMA.field(name) for name in ("run_id", "source", "wnid", "class_index", "name")] + [
-    ("search_stop", pa.string()),
-    ("search_queries", pa.int64()),
-    ("search_requests", pa.int64()),
-    ("search_hits", pa.int64()),
-    ("queries", pa.list_(QUERY_FACTS)),
-])
 
 
 @dataclass(frozen=True)

@@ -39,13 +39,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from videonet.curation.write.records import AUDIT_SCHEMA, METADATA_SCHEMA
-from videonet.curation.write.resume import FINISHED, read_mark
-from videonet.curation.write.rundir import (
-    AUDIT, METADATA, REPORT, REQUESTS, SEARCH, SHARDS, WORK, _list, join, kept_audit_rows, parquet_bytes, write_atomic,
-    write_shard,
-)
-from videonet.curation.write.thumbs import THUMBS
+from videonet.curation.rundir import AUDIT_SCHEMA, METADATA_SCHEMA
+from videonet.curation.rundir import FINISHED
+from videonet.curation.write.resume import read_mark
+from videonet.curation.rundir import AUDIT, METADATA, REPORT, REQUESTS, SEARCH, SHARDS, WORK, join
+from videonet.curation.rundir.files import list_files, parquet_bytes, write_atomic
+from videonet.curation.write.shards import kept_audit_rows, write_shard
+from videonet.curation.rundir import THUMBS
 from videonet.errors import DamagedRunFile
 
 DROPS = "drops-"  # audit/drops-<run_id>-<shard>-of-<shards>.parquet: the dropped candidates of a run
@@ -111,7 +111,7 @@ def shard_problem(path: str, keys: set[str]) -> str | None:
 def _runs_of_drops(out: str) -> dict[str, tuple[int, set[int]]]:
     """run id -> (shards its drops were written in, shard indices present)."""
     runs: dict[str, tuple[int, set[int]]] = {}
-    for path in _list(join(out, AUDIT), DROPS + "*.parquet"):
+    for path in list_files(join(out, AUDIT), DROPS + "*.parquet"):
         match = _DROPS_SHARD.match(_name(path))
         if match:
             count, present = runs.get(match["run"], (int(match["count"]), set()))
@@ -123,16 +123,16 @@ def _runs_of_drops(out: str) -> dict[str, tuple[int, set[int]]]:
 def check(out: str) -> list[Damage]:
     """What is missing or empty that the rest of the run directory relies on; read from listings only."""
     damage = []
-    kept_parts = {_stem(p, ".parquet") for p in _list(join(out, AUDIT), "*.parquet") if not _name(p).startswith(DROPS)}
-    shards = {_stem(p, ".tar") for p in _list(join(out, SHARDS), "*.tar")}
-    for path in _list(join(out, METADATA), "*.parquet"):
+    kept_parts = {_stem(p, ".parquet") for p in list_files(join(out, AUDIT), "*.parquet") if not _name(p).startswith(DROPS)}
+    shards = {_stem(p, ".tar") for p in list_files(join(out, SHARDS), "*.tar")}
+    for path in list_files(join(out, METADATA), "*.parquet"):
         part = _stem(path, ".parquet")
         if part not in kept_parts:
             damage.append(Damage(join(out, AUDIT, f"{part}.parquet"), f"missing: the kept audit rows of {path}"))
         if part not in shards:
             damage.append(Damage(join(out, SHARDS, f"{part}.tar"), f"missing: the shard of {path}"))
-    drops, searched = _runs_of_drops(out), {_stem(p, ".parquet") for p in _list(join(out, SEARCH), "*.parquet")}
-    for path in _list(join(out, SEARCH), "*" + FINISHED):
+    drops, searched = _runs_of_drops(out), {_stem(p, ".parquet") for p in list_files(join(out, SEARCH), "*.parquet")}
+    for path in list_files(join(out, SEARCH), "*" + FINISHED):
         run = _stem(path, FINISHED)
         count, present = drops.get(run, (1, set()))
         if run not in searched or len(present) < count:
@@ -151,20 +151,20 @@ def inspect(out: str) -> list[Damage]:
         for path, size in sorted(_sizes(join(out, directory), "*.parquet").items()):
             if size and (problem := parquet_problem(path)):
                 damage.append(Damage(path, problem))
-    for path in _list(join(out, SEARCH), "*" + FINISHED):
+    for path in list_files(join(out, SEARCH), "*" + FINISHED):
         try:
             read_mark(path)
         except DamagedRunFile as exc:
             damage.append(Damage(path, exc.problem))
     unreadable = {d.path for d in damage}
-    for path in _list(join(out, METADATA), "*.parquet"):
+    for path in list_files(join(out, METADATA), "*.parquet"):
         shard = join(out, SHARDS, f"{_stem(path, '.parquet')}.tar")
         if path in unreadable or shard in unreadable or not FileSystems.exists(shard):
             continue
         keys = set(_read_parquet(path, ["key"]).column("key").to_pylist())
         if problem := shard_problem(shard, keys):
             damage.append(Damage(shard, problem))
-    for path in _list(join(out, REPORT, THUMBS), "*.json"):
+    for path in list_files(join(out, REPORT, THUMBS), "*.json"):
         try:
             with FileSystems.open(path, compression_type="uncompressed") as fh:
                 json.loads(fh.read())
@@ -240,7 +240,7 @@ def repair(out: str, trainer_copy: bool = False) -> list[str]:
     ``trainer_copy``: a rebuilt shard gets trainer copies (``--trainer-copy``)."""
     damage = inspect(out)
     bad = {d.path for d in damage}
-    parts = {_stem(p, ".parquet") for p in _list(join(out, METADATA), "*.parquet")}
+    parts = {_stem(p, ".parquet") for p in list_files(join(out, METADATA), "*.parquet")}
     part_files = {path for part in parts for path in _part_files(out, part)}
     done: list[str] = []
     for part in sorted(parts):
@@ -258,7 +258,7 @@ def repair(out: str, trainer_copy: bool = False) -> list[str]:
         done += [f"removed {path}: what it held cannot be rebuilt" for path in removed]
     lost = any(line.startswith(WITHDREW) for line in done) or \
         any(posixpath.basename(posixpath.dirname(p)) in (AUDIT, SEARCH) for p in removed)
-    marks = _list(join(out, SEARCH), "*" + FINISHED) if lost else []
+    marks = list_files(join(out, SEARCH), "*" + FINISHED) if lost else []
     if marks:  # they say every verdict of their classes is on disk: no longer true
         FileSystems.delete(marks)
         done.append(f"dropped {len(marks)} finished marks: every class is searched again and the audit decides "
@@ -269,8 +269,8 @@ def repair(out: str, trainer_copy: bool = False) -> list[str]:
 def unfinished_run(out: str) -> str | None:
     """The latest run of the directory if it never finished (no finished mark): its report is partial."""
     runs = set(_runs_of_drops(out))
-    runs |= {_stem(p, ".parquet") for d in (SEARCH, REQUESTS) for p in _list(join(out, d), "*.parquet")}
-    runs |= {m["run"] for p in _list(join(out, METADATA), "*.parquet") if (m := _PART_RUN.match(_stem(p, ".parquet")))}
-    finished = {_stem(p, FINISHED) for p in _list(join(out, SEARCH), "*" + FINISHED)}
+    runs |= {_stem(p, ".parquet") for d in (SEARCH, REQUESTS) for p in list_files(join(out, d), "*.parquet")}
+    runs |= {m["run"] for p in list_files(join(out, METADATA), "*.parquet") if (m := _PART_RUN.match(_stem(p, ".parquet")))}
+    finished = {_stem(p, FINISHED) for p in list_files(join(out, SEARCH), "*" + FINISHED)}
     latest = max(runs, default=None)
     return latest if latest is not None and latest not in finished else None

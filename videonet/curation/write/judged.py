@@ -8,8 +8,9 @@ import shutil
 
 from apache_beam.io.filesystems import FileSystems
 
-from videonet.curation.judge.verdicts import Judged, cache_path, staging_path
-from videonet.curation.write.rundir import publish, write_atomic
+from videonet.curation.judge.verdicts import Judged
+from videonet.curation.rundir import cache_path, staging_path
+from videonet.curation.rundir.files import publish, write_atomic
 from videonet.curation.write.thumbs import write_thumb
 
 

@@ -1,6 +1,6 @@
 """One live run per run directory: a second ``videonet curate`` on an ``--out`` that a run holds refuses.
 
-Two runs on one directory would remove each other's in-flight commits (:func:`~videonet.curation.write.rundir.recover`
+Two runs on one directory would remove each other's in-flight commits (:func:`~videonet.curation.write.shards.recover`
 takes a live run's temporary files for a killed run's) and judge the same candidates twice.
 
 - Local directories: ``fcntl.flock`` on ``OUT/_lock``, which also records host and pid for the
@@ -25,8 +25,8 @@ from typing import Iterator
 from apache_beam.io.filesystems import FileSystems
 
 from videonet.errors import UserError
+from videonet.curation.rundir import LOCK, join
 
-LOCK = "_lock"
 HEARTBEAT_S = 30.0
 STALE_S = 120.0
 
@@ -84,8 +84,6 @@ def _write(path: str) -> None:
 
 @contextmanager
 def _remote(out: str) -> Iterator[None]:
-    from videonet.curation.write.rundir import join
-
     path = join(out, LOCK)
     if FileSystems.exists(path):
         with FileSystems.open(path) as fh:

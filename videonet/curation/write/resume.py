@@ -22,16 +22,10 @@ from apache_beam.io.filesystems import FileSystems
 
 from videonet.curation.search import CAP_REACHED, EXHAUSTED
 from videonet.curation.vocabulary.classes import ImageNetClass
-from videonet.curation.write.rundir import AUDIT, SEARCH, _list, join, write_atomic
+from videonet.curation.rundir import AUDIT, SEARCH, join
+from videonet.curation.rundir.files import list_files, write_atomic
 from videonet.errors import DamagedRunFile
-
-FINISHED = ".finished.json"
-# Verdicts no rerun changes; a class with any other row (a failed search, a retriable failure, a
-# live or upcoming stream, a status a newer videonet adds) is searched again on resume.
-FINAL_STATUSES = frozenset({"kept", "title_mismatch", "duplicate", "over_cap", "too_short", "download_error",
-                            "decode_error", "rejected_by_classifier", "kept_for_other_class", "invalid_catalog_row",
-                            "gave_up", "not_a_video"})
-
+from videonet.curation.rundir import FINAL_STATUSES, FINISHED
 
 def settings_key(settings, content: str = "") -> str:
     """What decides a class's candidates: the search and candidates sections of the settings, and the
@@ -47,7 +41,7 @@ def terms_key(cls: ImageNetClass) -> str:
 def finished_classes(out: str, key: str) -> dict[str, str]:
     """wnid -> terms key of every class a finished run with settings ``key`` completed."""
     done: dict[str, str] = {}
-    for path in _list(join(out, SEARCH), "*" + FINISHED):
+    for path in list_files(join(out, SEARCH), "*" + FINISHED):
         marker = read_mark(path)
         if marker["settings"] == key:
             done.update(marker["classes"])
@@ -75,11 +69,11 @@ def _read(path: str, columns: list[str]):
 def mark_finished(out: str, run_id: str, key: str, classes: list[ImageNetClass]) -> None:
     """After a run completed: record which of the ``classes`` it searched are finished."""
     stopped = set()
-    for path in _list(join(out, SEARCH), f"{run_id}.parquet"):
+    for path in list_files(join(out, SEARCH), f"{run_id}.parquet"):
         facts = _read(path, ["wnid", "search_stop"]).to_pydict()
         stopped |= {w for w, stop in zip(facts["wnid"], facts["search_stop"]) if stop in (CAP_REACHED, EXHAUSTED)}
     unsettled = set()
-    for path in _list(join(out, AUDIT), f"*{run_id}*.parquet"):
+    for path in list_files(join(out, AUDIT), f"*{run_id}*.parquet"):
         rows = _read(path, ["wnid", "status"]).to_pydict()
         unsettled |= {w for w, status in zip(rows["wnid"], rows["status"]) if status not in FINAL_STATUSES}
     finished = {c.wnid: terms_key(c) for c in classes if c.wnid in stopped and c.wnid not in unsettled}

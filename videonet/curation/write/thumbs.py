@@ -9,7 +9,7 @@ and the report (rebuilt from disk at any time) only links them:
     report/thumbs/<key>.jpg    the frame (112 px JPEG)
     report/thumbs/<key>.json   {"label", "frame", "score"}: its top-1 class, index and score
 
-``<key>`` is the candidate's :func:`~videonet.curation.write.records.clip_key` (the shard key of a
+``<key>`` is the candidate's :func:`~videonet.curation.rundir.clip_key` (the shard key of a
 kept clip). They live under ``report/`` rather than ``_work/`` (safe to delete) because the
 report links them; a resumed run does not rescan a cached clip, so its thumbnail stays the one
 the first run wrote.
@@ -23,14 +23,9 @@ from typing import Iterable
 
 from apache_beam.io.filesystems import FileSystems
 
-from videonet.curation.write.rundir import REPORT, join, write_atomic
+from videonet.curation.rundir.files import write_atomic
 from videonet.errors import DamagedRunFile
-
-THUMBS = "thumbs"
-
-
-def thumb_path(out: str, key: str, ext: str = "jpg") -> str:
-    return join(out, REPORT, THUMBS, f"{key}.{ext}")
+from videonet.curation.rundir import thumb_path
 
 
 def write_thumb(out: str, thumb) -> None:

@@ -1,22 +1,8 @@
-"""The run directory: atomic shard commits, recovery after a kill, and reading the tables back.
-
-Layout under ``--out`` (any Beam filesystem: local, gs://, s3://)::
-
-    shards/<part>.tar          WebDataset: <key>.mp4 + <key>.json per kept clip
-    metadata/<part>.parquet    one row per kept clip (the commit marker of <part>)
-    audit/<part>.parquet       the 'kept' audit rows of <part>
-    audit/drops-<run>-*.parquet  every dropped candidate with its status and reason
-    search/<run>.parquet       per class: why its search stopped and how many requests it spent
-    requests/<run>.parquet     what the requests cost: per class searched and batch judged (requests, 429s, waits)
-    report/                    retention tables, summary and report.html
-    _work/                     scan cache and staged downloads (safe to delete after a run)
+"""Kept clips into shards: atomic shard commits, and recovery after a kill.
 
 A part is committed by writing the tar, then its kept audit rows, then its metadata, each to a
 temporary name renamed into place; a part without metadata is an interrupted commit and is
 removed by :func:`recover`, so a kill never leaves a half-visible or duplicated clip.
-
-The audit keeps its history: a candidate whose download failed retriably in one run and was kept in
-the next has both rows; :func:`final_rows` gives each candidate's latest, its final status.
 """
 
 from __future__ import annotations
@@ -29,48 +15,18 @@ import os
 import posixpath
 import tarfile
 import time
-from typing import Iterable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from videonet.curation.write.records import AUDIT_SCHEMA, EXTRA_LABELS, KEPT, METADATA_SCHEMA, audit_row
-from videonet.errors import DamagedRunFile
+from videonet.curation.rundir import (
+    AUDIT, AUDIT_SCHEMA, EXTRA_LABELS, KEPT, METADATA, METADATA_SCHEMA, REQUESTS, SEARCH, SHARDS, WORK, audit_row, join,
+)
+from videonet.curation.rundir.files import list_files, parquet_bytes, publish, write_atomic
 
-SHARDS, METADATA, AUDIT, SEARCH, REPORT, WORK = "shards", "metadata", "audit", "search", "report", "_work"
-REQUESTS = "requests"
+
 # Tests kill a run mid-commit: with this variable naming a file, the first process about to write a part's
 # metadata creates it with its pid and waits, so the kill lands between the part's tar and its marker.
 PAUSE_BEFORE_MARKER = "VIDEONET_PAUSE_BEFORE_MARKER"
-
-
-def join(*parts: str) -> str:
-    return FileSystems.join(*parts) if "://" in parts[0] else posixpath.join(*parts)
-
-
-def _list(directory: str, pattern: str) -> list[str]:
-    match = FileSystems.match([join(directory, pattern)])[0]
-    return sorted(m.path for m in match.metadata_list)
-
-
-def publish(tmp: str, path: str) -> None:
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write to ``path.tmp`` then rename, so readers see the whole file or nothing."""
-    with FileSystems.create(path + ".tmp") as fh:
-        fh.write(data)
-    publish(path + ".tmp", path)
-
-
-def parquet_bytes(rows: list[dict], schema: pa.Schema) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer)
-    return buffer.getvalue()
 
 
 def write_shard(path: str, rows: list[dict], part: str, work: str, trainer_copy: bool = False) -> None:
@@ -194,12 +150,12 @@ def recover(out: str) -> list[str]:
     parts without metadata."""
     removed = []
     for directory in (SHARDS, AUDIT, METADATA):
-        removed += _list(join(out, directory), "*.tmp")
+        removed += list_files(join(out, directory), "*.tmp")
     beam_written = (AUDIT, SEARCH, REQUESTS)  # a killed run's unfinished audit, search-facts or requests write
-    beam_temp = [p for directory in beam_written for p in _list(join(out, directory), "beam-temp-*/*")]
+    beam_temp = [p for directory in beam_written for p in list_files(join(out, directory), "beam-temp-*/*")]
     removed += beam_temp
-    committed = {posixpath.basename(p)[: -len(".parquet")] for p in _list(join(out, METADATA), "*.parquet")}
-    for tar in _list(join(out, SHARDS), "*.tar"):
+    committed = {posixpath.basename(p)[: -len(".parquet")] for p in list_files(join(out, METADATA), "*.parquet")}
+    for tar in list_files(join(out, SHARDS), "*.tar"):
         part = posixpath.basename(tar)[: -len(".tar")]
         if part not in committed:
             removed.append(tar)
@@ -218,73 +174,3 @@ def recover(out: str) -> list[str]:
         except Exception:  # object stores have no directories to remove
             pass
     return removed
-
-
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A part written by an older videonet lacks the newer columns: they read as nulls."""
-    for column in schema:
-        if column.name not in table.column_names:
-            table = table.append_column(column, pa.nulls(len(table), column.type))
-    return table.select(schema.names).cast(schema)
-
-
-def read_table(out: str, directory: str, schema: pa.Schema, columns: list[str] | None = None):
-    """All committed Parquet parts of ``out/directory`` as one pandas DataFrame; only ``columns`` (of
-    ``schema``) when given: at millions of rows the columns a reader does not need cost gigabytes."""
-    schema = pa.schema([schema.field(name) for name in columns]) if columns else schema
-    tables = []
-    for path in _list(join(out, directory), "*.parquet"):
-        try:
-            with FileSystems.open(path) as fh:
-                part = pq.ParquetFile(io.BytesIO(fh.read()))
-            present = set(part.schema_arrow.names)
-            tables.append(_conform(part.read(columns=[n for n in schema.names if n in present]), schema))
-        except (pa.ArrowException, OSError) as exc:  # truncated, emptied, overwritten: name the file
-            raise DamagedRunFile(path, f"unreadable Parquet file ({str(exc).strip().splitlines()[0]})") from None
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
-    return table.to_pandas(self_destruct=True)
-
-
-def read_audit(out: str, columns: list[str] | None = None):
-    return read_table(out, AUDIT, AUDIT_SCHEMA, columns)
-
-
-def final_rows(audit):
-    """The rows of each candidate's (class, video) latest run: its final status.
-
-    A rerun writes rows only for candidates it decided again (those left retriable), so a candidate's
-    latest run holds its last word; within one run a candidate may also have a ``duplicate`` row (its
-    video met again by another term), which stays. Run ids start with a UTC time stamp; a row of an
-    older videonet has none and comes first. The history stays on disk; readers that count use this.
-    Only the classes that more than one run audited are grouped per candidate: a class audited by one
-    run is final as it is, and grouping millions of candidates costs gigabytes.
-    """
-    run = audit["run_id"].fillna("")
-    wnid = audit["wnid"].fillna("")
-    mixed = (run.groupby(wnid).transform("nunique") > 1).to_numpy()
-    keep = ~mixed
-    if mixed.any():
-        again = run[mixed]
-        keep[mixed] = (again == again.groupby([wnid[mixed], audit["id"][mixed]]).transform("max")).to_numpy()
-    return audit[keep]
-
-
-def read_metadata(out: str):
-    return read_table(out, METADATA, METADATA_SCHEMA)
-
-
-def shard_paths(out: str) -> list[str]:
-    return _list(join(out, SHARDS), "*.tar")
-
-
-def read_shard(path: str) -> dict[str, dict]:
-    """Map key -> {extension: bytes} for one shard (used by checks and tests)."""
-    samples: dict[str, dict] = {}
-    try:
-        with FileSystems.open(path) as fh, tarfile.open(fileobj=io.BytesIO(fh.read())) as tar:
-            for member in tar.getmembers():
-                key, ext = member.name.split(".", 1)
-                samples.setdefault(key, {})[ext] = tar.extractfile(member).read()
-    except tarfile.TarError as exc:
-        raise DamagedRunFile(path, f"unreadable shard ({exc})") from None
-    return samples
