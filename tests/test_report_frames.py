@@ -114,7 +114,8 @@ def test_show_a_class_by_wnid_index_or_name(demo_run):
     key = read_metadata(str(out)).set_index("id").loc["demo-cat", "key"]
     view = show(str(out), "Egyptian cat")
     assert view == show(str(out), "n02124075") == show(str(out), "285")
-    assert view.startswith("285 n02124075 Egyptian cat\ncandidates ")
+    assert view.startswith("285 n02124075 Egyptian cat\nsearch: exhausted after 1 query (1 request), 4 results read\n"
+                           "candidates 4: ")
     assert "kept 1" in view and "demo-cat" in view and f"thumbs/{key}.jpg" in view
     assert re.search(r"frame 0: Egyptian cat \(285\) score 0\.\d\d", view)
     assert re.search(r"shard .*/shards/[^ ]+\.tar  key " + key, view)
