@@ -79,9 +79,9 @@ def test_the_settings_import_no_stage_logic_beam_or_torch():
 
 
 def test_the_run_directory_is_the_ground_floor(graph):
-    """``curation/rundir`` (paths, schemas, statuses, files) imports no stage; the stages import it."""
+    """``curation/rundir`` (paths, schemas, statuses, files, their integrity) imports no stage; the stages import it."""
     floor = {name for name in graph if name.startswith("videonet.curation.rundir")}
-    assert floor == {"videonet.curation.rundir", "videonet.curation.rundir.files"}
+    assert floor == {f"videonet.curation.rundir{sub}" for sub in ("", ".files", ".integrity")}
     assert all(graph[name] <= floor | {"videonet.errors"} for name in floor), {n: graph[n] for n in floor}
     stages = ("search", "candidates", "judge.verdicts", "write.shards", "report")
     assert all(any(m in floor for m in graph[f"videonet.curation.{stage}"]) for stage in stages)

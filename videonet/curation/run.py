@@ -12,8 +12,9 @@ from videonet.curation.report import build_report
 from videonet.curation.search import make_source
 from videonet.curation.settings import CurateSettings, RunState
 from videonet.curation.vocabulary.classes import parse_classes
-from videonet.curation.write import integrity
+from videonet.curation.rundir.integrity import check, inspect, refuse
 from videonet.curation.write.lock import hold
+from videonet.curation.write.repair import repair as repair_run_dir
 from videonet.curation.write.resume import mark_finished, settings_key, unfinished
 from videonet.curation.write.shards import recover
 from videonet.pipelines.curate import acquire_classifier, build, run
@@ -50,10 +51,10 @@ def _curate_held(out: str, settings: CurateSettings, repair: bool) -> dict:
     if removed:
         print(f"recovered {state.out}: removed {len(removed)} files of an interrupted commit")
     if repair:
-        for line in integrity.repair(state.out, settings.write.trainer_copy):
+        for line in repair_run_dir(state.out, settings.write.trainer_copy):
             print(f"repaired {state.out}: {line}")
     else:
-        integrity.refuse(integrity.check(state.out))
+        refuse(check(state.out))
     key = settings_key(settings, source.fingerprint())
     # A recovery removed part of a commit: the finished marks no longer prove every class's verdicts are
     # on disk, so every class is searched again and the resume join decides what is left.
@@ -70,7 +71,7 @@ def _curate_held(out: str, settings: CurateSettings, repair: bool) -> dict:
         try:
             run(settings, todo, source, state, shared)
         except Exception:
-            integrity.refuse(integrity.inspect(state.out))  # a file the pipeline could not read: name it
+            refuse(inspect(state.out))  # a file the pipeline could not read: name it
             raise
         mark_finished(state.out, state.run_id, key, todo)
         del model

@@ -31,7 +31,7 @@ from videonet.curation.rundir import (
 from videonet.curation.judge.scan import THUMB_PX
 from videonet.curation.report.sheets import Clip, Sheet, contact_sheets
 from videonet.curation.vocabulary.classes import class_name, imagenet1k
-from videonet.curation.write.integrity import unfinished_run
+from videonet.curation.rundir.integrity import unfinished_run
 from videonet.curation.rundir import THUMBS
 from videonet.errors import printable
 

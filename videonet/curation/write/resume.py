@@ -24,7 +24,7 @@ from videonet.curation.search import CAP_REACHED, EXHAUSTED
 from videonet.curation.vocabulary.classes import ImageNetClass
 from videonet.curation.rundir import AUDIT, SEARCH, join
 from videonet.curation.rundir.files import list_files, write_atomic
-from videonet.errors import DamagedRunFile
+from videonet.curation.rundir.integrity import read_mark
 from videonet.curation.rundir import FINAL_STATUSES, FINISHED
 
 def settings_key(settings, content: str = "") -> str:
@@ -46,19 +46,6 @@ def finished_classes(out: str, key: str) -> dict[str, str]:
         if marker["settings"] == key:
             done.update(marker["classes"])
     return done
-
-
-def read_mark(path: str) -> dict:
-    """A finished mark, or :class:`~videonet.errors.DamagedRunFile` naming it (truncated, not a mark)."""
-    try:
-        with FileSystems.open(path, compression_type="uncompressed") as fh:
-            mark = json.loads(fh.read())
-        if not (isinstance(mark, dict) and isinstance(mark.get("settings"), str)
-                and isinstance(mark.get("classes"), dict)):
-            raise ValueError("not a finished mark")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DamagedRunFile(path, f"unreadable finished mark ({str(exc).splitlines()[0]})") from None
-    return mark
 
 
 def _read(path: str, columns: list[str]):
