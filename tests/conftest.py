@@ -38,6 +38,14 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    """A curate-style run dir of real short clips, shared by the VITO data and training tests."""
+    from vito_clips import session_shards
+
+    return session_shards(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def lite0():
     from videonet.curation.judge.classifier import load_classifier
 
