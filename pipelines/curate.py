@@ -41,7 +41,7 @@ from videonet.curation.search import Source, search_class
 from videonet.curation.vocabulary.classes import ImageNetClass
 from videonet.curation.write.judged import write_judged
 from videonet.curation.rundir import (
-    AUDIT_SCHEMA, DOWNLOAD_RETRIABLE, INVALID_ROW, KEPT, audit_row, candidate_key, settles,
+    AUDIT_SCHEMA, COMPANIONS, DOWNLOAD_RETRIABLE, INVALID_ROW, KEPT, audit_row, candidate_key, settles,
 )
 from videonet.curation.rundir import AUDIT, METADATA, REQUESTS, SEARCH, join
 from videonet.pipelines.counters import count_drop, count_kept, count_requests
@@ -256,6 +256,9 @@ class WriteShard(beam.DoFn):
         part = f"{self.state.run_id}-{hashlib.sha1(keys.encode()).hexdigest()[:12]}"
         commit_part(self.state.out, part, list(rows), self.trainer_copy)
         count_kept(len(rows))
+        for row in rows:
+            for companion in row.get(COMPANIONS, ()):
+                count_drop(companion)
         yield part
 
 

@@ -453,6 +453,8 @@ def assert_resumed_like(out: Path, expected: dict) -> None:
     got = snapshot(out)
     assert got["unique"] and got["keys"] == expected["keys"]  # nothing lost, nothing twice
     assert got["samples"] == expected["samples"]
-    assert got["verdicts"] == expected["verdicts"]
+    assert got["verdicts"] == expected["verdicts"], (
+        f"only after the kill: {sorted(set(got['verdicts']) - set(expected['verdicts']))}; "
+        f"only uninterrupted: {sorted(set(expected['verdicts']) - set(got['verdicts']))}")
     assert got["retention"] == expected["retention"]
     assert not [p for p in out.rglob("*") if ".tmp" in p.name or "beam-temp" in p.name]

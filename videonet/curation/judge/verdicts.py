@@ -28,7 +28,7 @@ from videonet.curation.judge.frames import DecodeError, check_complete, probe
 from videonet.curation.judge.scan import Scan, most_frequent, scan_clips
 from videonet.curation.vocabulary.classes import class_name
 from videonet.curation.rundir import (
-    DECODE_ERROR, DOWNLOAD_DEFERRED, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, GAVE_UP, OTHER_CLASS, REJECTED,
+    COMPANIONS, DECODE_ERROR, DOWNLOAD_DEFERRED, DOWNLOAD_ERROR, DOWNLOAD_RETRIABLE, EXTRA_LABELS, GAVE_UP, OTHER_CLASS, REJECTED,
     TOO_SHORT, audit_row, clip_key, kept_row,
 )
 from videonet.curation.rundir import cache_path, staging_path
@@ -217,6 +217,16 @@ def verdict_rows(candidates: list[dict], result: ClipResult, staged: str | None,
     return [kept, *rows]
 
 
+def with_companions(rows: list[dict]) -> list[dict]:
+    """A clip's verdict rows as the pipeline routes them: a kept clip's row carries the audit rows of
+    its other candidates (:data:`~videonet.curation.rundir.COMPANIONS`), which its shard commit writes."""
+    kept = [r for r in rows if "status" not in r]
+    if not kept:
+        return rows
+    (clip,) = kept  # one clip is kept once (--multi-label extras ride in EXTRA_LABELS)
+    return [{**clip, COMPANIONS: [r for r in rows if "status" in r]}]
+
+
 def _scanned(probed: tuple[float | None, float | None, tuple[int, ...]], scan: Scan) -> ClipResult:
     duration, fps, wanted = probed
     if scan.error is not None:
@@ -372,6 +382,6 @@ def judge_clips(jobs: list[ClipJob], classifier: Classifier, settings: JudgeSett
         rows = verdict_rows(job.candidates, unstaged.get(i, result), staged, min_duration, settings.multi_label,
                             retry_runs)
         cache = None if isinstance(result, FetchFailed) else encode_result(result)
-        judged.append(Judged(job.identity, rows, cache, to_stage.get(i),
+        judged.append(Judged(job.identity, with_companions(rows), cache, to_stage.get(i),
                              thumbs_of(rows, fresh[i]) if i in fresh else (), _spent(job, rows)))
     return judged

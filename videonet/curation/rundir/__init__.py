@@ -226,6 +226,10 @@ def clip_key(candidate: dict) -> str:
 
 
 EXTRA_LABELS = "extra_labels"  # kept row field (not a column): the --multi-label candidates audited with its commit
+# Kept row field (not a column): the audit rows of the clip's other candidates (its other classes, rejected or
+# kept_for_other_class), committed with the clip's shard part, so that no kill can leave the clip committed and
+# its other classes unaudited (a rerun would audit them kept_for_other_class, the run across runs' rule).
+COMPANIONS = "companions"
 
 
 def kept_row(candidate: dict, **facts) -> dict:

@@ -19,7 +19,7 @@ import time
 from apache_beam.io.filesystems import FileSystems
 
 from videonet.curation.rundir import (
-    AUDIT, AUDIT_SCHEMA, EXTRA_LABELS, KEPT, METADATA, METADATA_SCHEMA, REQUESTS, SEARCH, SHARDS, WORK, audit_row, join,
+    AUDIT, AUDIT_SCHEMA, COMPANIONS, EXTRA_LABELS, KEPT, METADATA, METADATA_SCHEMA, REQUESTS, SEARCH, SHARDS, WORK, audit_row, join,
 )
 from videonet.curation.rundir.files import list_files, parquet_bytes, publish, write_atomic
 
@@ -104,8 +104,10 @@ def _video(path: str, work: str):
 
 
 def kept_audit_rows(rows: list[dict]) -> list[dict]:
-    """The 'kept' audit rows of a part's kept clips: what a commit writes beside their metadata, and
-    what a repair rebuilds from it (:mod:`~videonet.curation.write.integrity`)."""
+    """The audit rows of a part's kept clips: their 'kept' rows, and the rows of their other candidates
+    (companions); what a commit writes beside their metadata, and what a repair rebuilds from it
+    (:mod:`~videonet.curation.write.repair`: the metadata holds no companions, so a repaired part's
+    other classes are audited again by the rerun, as kept_for_other_class)."""
     kept_audit = [audit_row(r, KEPT, f"class top-1 on {r['matched_frames']} of {r['frames_classified']} "
                                f"classified frames (first at frame {r['first_match']})",
                             r["frames_classified"]) for r in rows]
@@ -113,7 +115,7 @@ def kept_audit_rows(rows: list[dict]) -> list[dict]:
     kept_audit += [audit_row(extra, KEPT, f"extra label of clip {r['key']} (class top-1 on "
                                           f"{extra['matched_frames']} of {r['frames_classified']} classified frames)",
                              r["frames_classified"]) for r in rows for extra in r.get(EXTRA_LABELS, ())]
-    return kept_audit
+    return kept_audit + [companion for r in rows for companion in r.get(COMPANIONS, ())]
 
 
 def commit_part(out: str, part: str, rows: list[dict], trainer_copy: bool = False) -> None:
