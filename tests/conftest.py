@@ -101,3 +101,17 @@ def clean_run(kit, tmp_path_factory):
     curate(*faultkit.options(out, kit, kit.clean, faultkit.GOOD_CLASSES))
     print(f"\nclean run: {time.monotonic() - started:.1f} s")
     return out
+
+
+def cut_after_moov(source, whole: Path) -> bytes:
+    """``source`` (a path or a file object) remuxed to ``whole`` with its index first ('faststart'), then
+    cut in half: a file whose header promises frames its body lacks (decoders fail at the cut)."""
+    import av
+
+    with av.open(source) as src, av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    return whole.read_bytes()[:whole.stat().st_size // 2]

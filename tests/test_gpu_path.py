@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import QUERIES, SCAN_CHUNK, SCAN_FRAMES
+from conftest import QUERIES, SCAN_CHUNK, SCAN_FRAMES, cut_after_moov
 from videonet.curation.judge.decoders import (
     frame_source, resolve_decoder, torchcodec_chunks, torchcodec_or_pyav_chunks,
 )
@@ -112,17 +112,8 @@ def test_torchcodec_decode_contract(lite0, demo_dir):
 def test_a_clip_torchcodec_cannot_finish_goes_on_with_pyav(lite0, demo_dir, tmp_path):
     """The per-clip CPU fallback, on a file cut off after a 'moov first' header: PyAV decodes what is
     there (the clip ends early), torchcodec fails at the cut; the GPU path's source yields what PyAV does."""
-    import av
-
-    whole, cut = tmp_path / "faststart.mp4", tmp_path / "cut.mp4"
-    with av.open(str(demo_dir / "chelsea_cat.mp4")) as source, \
-            av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
-        stream = out.add_stream_from_template(source.streams.video[0])
-        for packet in source.demux(source.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
-    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(cut_after_moov(str(demo_dir / "chelsea_cat.mp4"), tmp_path / "faststart.mp4"))
     with pytest.raises(DecodeError, match="corrupt video stream after 25 frames"):
         list(torchcodec_chunks(str(cut), 100, 25))
     pyav = _frames(pyav_chunks, str(cut), 100, 25)

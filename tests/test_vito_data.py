@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import cut_after_moov
 from vito_clips import FPS, SOURCES, encode, session_shards
 from videonet.errors import UserError
 from videonet.vito.augment import PARAMS, Box
@@ -151,16 +152,8 @@ def test_torchcodec_loader_gives_the_pyav_loaders_views(run_dir: Path) -> None:
 
 def test_a_clip_torchcodec_cannot_decode_is_decoded_by_pyav(run_dir: Path, tmp_path: Path) -> None:
     """The per-clip CPU fallback: a file cut off after a 'moov first' header."""
-    whole = tmp_path / "faststart.mp4"
     source_bytes = next(read_samples(resolve_shards(str(run_dir))[0]))["mp4"]
-    with av.open(io.BytesIO(source_bytes)) as source, \
-            av.open(str(whole), "w", options={"movflags": "faststart"}) as out:
-        stream = out.add_stream_from_template(source.streams.video[0])
-        for packet in source.demux(source.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = stream
-                out.mux(packet)
-    cut = whole.read_bytes()[:whole.stat().st_size // 2]
+    cut = cut_after_moov(io.BytesIO(source_bytes), tmp_path / "faststart.mp4")
     times, boxes = [0.1, 2.0, 2.4], [Box(0.1, 0.1, 0.8, 0.8)] * 3  # the last two lie past the cut
     with pytest.warns(UserWarning, match="torchcodec could not decode a clip, PyAV decodes it"):
         views = device_views(Clip(cut, times, boxes), 32, "cpu")
