@@ -484,7 +484,7 @@ def test_rate_limit_signals_park_the_session_and_end_kept_permanent_failures_ask
 
 @pytest.mark.slow
 def test_an_always_failing_503_is_given_up_by_the_fourth_run(demo_dir, double_env, tmp_path):
-    from videonet.curation.report import build_report
+    from videonet.curation.report import build_report, format_summary
     from ytdouble.download import UNAVAILABLE_503, DownloadDouble, Video
 
     videos = [Video("always50301", UNAVAILABLE_503), Video("plainvideo0")]
@@ -499,6 +499,7 @@ def test_an_always_failing_503_is_given_up_by_the_fourth_run(demo_dir, double_en
     assert [n for _, n in seen] == [2, 4, 6, 6]  # two tries a run, three runs; the fourth asks nothing
     facts = build_report(str(out))
     assert facts["gave_up"] == 1 and facts["gave_up_by_reason"] == {"http_503": 1}
+    assert "Gave up after --retry-runs runs failing retriably: 1 (http 503 1)" in format_summary(facts)
     reason = final_rows(read_audit(str(out))).set_index("id").loc["always50301", "reason"]
     assert reason.startswith("gave up after 3 runs failing retriably; last: ") and "503" in reason
 

@@ -365,7 +365,7 @@ def format_summary(facts: dict) -> str:
         f"Download failures: {_n(facts['download_errors'])} permanent, {_n(facts['download_retriable'])} retriable "
         f"(a rerun retries them).",
         *([f"Gave up after --retry-runs runs failing retriably: {facts['gave_up']} ("
-           + ", ".join(f"{k} {v}" for k, v in facts["gave_up_by_reason"].items()) + ")"]
+           + ", ".join(f"{k.replace('_', ' ')} {_n(v)}" for k, v in facts["gave_up_by_reason"].items()) + ")"]
           if facts["gave_up"] else []),
         *([f"Not asked (every session able to was rate-limited; a rerun asks): {facts['download_deferred']}"]
           if facts["download_deferred"] else []),
