@@ -102,7 +102,7 @@ def torchrun(data: Path, out: Path, *extra: str) -> None:
 
 def test_rank_shards_are_disjoint_and_cover_the_clips(tmp_path_factory):
     """Each rank (and loader worker) reads its own shards: one epoch of the two ranks is every clip once."""
-    from test_vito_data import session_shards
+    from vito_clips import session_shards
     from videonet.vito.data import ClipStream, resolve_shards
 
     shards = resolve_shards(str(session_shards(tmp_path_factory)))
@@ -115,7 +115,7 @@ def test_rank_shards_are_disjoint_and_cover_the_clips(tmp_path_factory):
 def test_torchrun_two_processes_train_checkpoint_and_resume(tmp_path_factory, tmp_path):
     import torch
 
-    from test_vito_data import session_shards
+    from vito_clips import session_shards
     from videonet.vito.train import load_checkpoint
 
     data = session_shards(tmp_path_factory)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_eval_segment import write_pascal
+from evaldata import write_pascal
 from videonet.errors import UserError
 from videonet.evaluation import paper
 from videonet.evaluation.backbone import load_backbone

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from evaldata import H, W, scene, write_pascal
 from videonet.errors import UserError
 from videonet.evaluation import segment
 from videonet.evaluation.backbone import load_backbone
@@ -17,37 +18,6 @@ from videonet.evaluation.finetune import Finetune, Ranks
 pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/conftest.py)
 
 CPU = Ranks(0, 1, torch.device("cpu"))
-H, W = 40, 56
-COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200)]
-
-
-def scene(i: int) -> tuple[np.ndarray, np.ndarray]:
-    """A grey image with one coloured rectangle whose class is its colour (1-3), a 255 border on PASCAL's convention."""
-    k = i % 3
-    rgb = np.full((H, W, 3), 120, np.uint8)
-    label = np.zeros((H, W), np.uint8)
-    y, x = 5 + (i * 3) % 12, 6 + (i * 7) % 20
-    rgb[y:y + 18, x:x + 24] = COLOURS[k]
-    label[y:y + 18, x:x + 24] = k + 1
-    label[y - 1, x:x + 24] = 255  # the void outline PASCAL draws around objects
-    return rgb, label
-
-
-def write_pascal(root: Path, n_train: int = 8, n_val: int = 3) -> Path:
-    """VOCdevkit/VOC2012 with JPEGImages, SegmentationClassAug and ImageSets/Segmentation/{train_aug,val}.txt."""
-    voc = root / "VOCdevkit" / "VOC2012"
-    for sub in ("JPEGImages", "SegmentationClassAug", "ImageSets/Segmentation"):
-        (voc / sub).mkdir(parents=True, exist_ok=True)
-    ids = [f"2007_{i:06d}" for i in range(n_train + n_val)]
-    for i, name in enumerate(ids):
-        rgb, label = scene(i)
-        Image.fromarray(rgb).save(voc / "JPEGImages" / f"{name}.jpg", quality=95)
-        Image.fromarray(label).save(voc / "SegmentationClassAug" / f"{name}.png")
-    (voc / "ImageSets/Segmentation/train_aug.txt").write_text("\n".join(ids[:n_train]) + "\n")
-    (voc / "ImageSets/Segmentation/val.txt").write_text("\n".join(ids[n_train:]) + "\n")
-    return root / "VOCdevkit"
-
-
 def write_ade(root: Path, n_train: int = 4, n_val: int = 2) -> Path:
     """ADEChallengeData2016/images|annotations/training|validation with 0 = other."""
     ade = root / "ADEChallengeData2016"

@@ -19,7 +19,7 @@ import torch
 from typer.testing import CliRunner
 
 from photo_clips import PHOTOS, write_clip_shards, write_crops
-from test_vito_train import SMALL
+from vito_clips import SMALL
 from videonet.cli import app
 from videonet.evaluation.backbone import load_backbone
 from videonet.vito.train import TrainConfig, train

@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 from typer.testing import CliRunner
 
-from vito_clips import session_shards
+from vito_clips import SMALL, session_shards
 from videonet.vito.data import ClipStream, Sample
 from videonet.vito.model import MultiScalePooling
 from videonet.vito.train import TrainConfig, load_checkpoint, train
@@ -29,8 +29,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # one torch thread (tests/co
 # that does not learn (a frozen network, lr 0, a wrong sign) without that spread
 # making the test flaky. No shuffle buffer: with 8 clips a batch then never holds the same clip twice.
 MARGIN = 0.1
-SMALL = dict(batch_size=8, image_size=64, arch="resnet18", proj_hidden=512, proj_dim=64, workers=1,
-             base_lr=10.0, lars_eta=0.02, ema_base=0.99, warmup=0.1, shuffle_buffer=1, seed=0)
 
 
 def read_losses(out: Path) -> list[float]:

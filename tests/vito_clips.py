@@ -88,3 +88,8 @@ def session_shards(tmp_path_factory: pytest.TempPathFactory, broken: bool = Fals
     """The test run dir, written once per pytest session (the other VITO test modules share it)."""
     root = tmp_path_factory.getbasetemp() / ("vito-curated-broken" if broken else "vito-curated")
     return root if (root / "shards").is_dir() else write_shards(root, broken=broken)
+
+
+# A training configuration small enough for a CPU test (resnet18 at 64 px, batch 8).
+SMALL = dict(batch_size=8, image_size=64, arch="resnet18", proj_hidden=512, proj_dim=64, workers=1,
+             base_lr=10.0, lars_eta=0.02, ema_base=0.99, warmup=0.1, shuffle_buffer=1, seed=0)
