@@ -37,7 +37,8 @@ def curate(out: str, settings: CurateSettings, repair: bool = False) -> dict:
     """Run (or resume) a curation into ``out`` and return the report summary; one live run per ``out``.
 
     A run directory with a damaged or missing file is a one-line error naming it; with ``repair``
-    what can be rebuilt is rebuilt first and the rest is judged again (:mod:`~videonet.curation.write.integrity`).
+    what can be rebuilt is rebuilt first and the rest is judged again (:mod:`~videonet.curation.rundir.integrity`
+    finds the damage, :mod:`~videonet.curation.write.repair` rebuilds).
     """
     with hold(out.rstrip("/")):
         return _curate_held(out, settings, repair)
