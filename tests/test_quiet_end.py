@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from videonet.quiet import DATA_PLANE_LOGGER, DATA_PLANE_READER, SDK_HARNESS, quiet_data_plane_hang_up
+from videonet.quiet import DATA_PLANE_LOGGER, DATA_PLANE_READER, SDK_HARNESS, STATE_READER, quiet_data_plane_hang_up
 
 
 class Rendezvous(Exception):
@@ -51,17 +51,21 @@ def test_the_hang_up_is_dropped_at_its_logger_and_other_errors_are_not(quiet, ca
 
 THREADS = """
 import threading
-from videonet.quiet import DATA_PLANE_READER, SDK_HARNESS, quiet_data_plane_hang_up
+from videonet.quiet import DATA_PLANE_READER, SDK_HARNESS, STATE_READER, quiet_data_plane_hang_up
 
 class Rendezvous(Exception):
     pass
 
+RESET = "Stream removed (RST_STREAM (Received RST_STREAM with error code 8))"
 quiet_data_plane_hang_up()
-for details, name in [("Multiplexer hanging up", DATA_PLANE_READER), ("Multiplexer hanging up", SDK_HARNESS + "1-1"),
-                      ("Socket closed", DATA_PLANE_READER), ("Socket closed", SDK_HARNESS + "1-2"),
-                      ("Multiplexer hanging up", "another-thread")]:
-    def reader(details=details):
-        raise Rendezvous(f"status = StatusCode.CANCELLED details = {details!r}")
+for status, details, name in [
+        ("CANCELLED", "Multiplexer hanging up", DATA_PLANE_READER),
+        ("CANCELLED", "Multiplexer hanging up", SDK_HARNESS + "1-1"),
+        ("CANCELLED", "Socket closed", DATA_PLANE_READER), ("CANCELLED", "Socket closed", SDK_HARNESS + "1-2"),
+        ("CANCELLED", "Multiplexer hanging up", "another-thread"),
+        ("CANCELLED", RESET, STATE_READER), ("UNAVAILABLE", "Socket closed", STATE_READER)]:
+    def reader(status=status, details=details):
+        raise Rendezvous(f"status = StatusCode.{status} details = {details!r}")
     thread = threading.Thread(target=reader, name=name)
     thread.start()
     thread.join()
@@ -69,10 +73,12 @@ for details, name in [("Multiplexer hanging up", DATA_PLANE_READER), ("Multiplex
 
 
 def test_beam_worker_threads_end_silently_on_the_hang_up_only():
-    """In a fresh interpreter, as Python prints a thread's death (pytest replaces that hook in-process)."""
+    """The data plane's, the SDK harness's and the state reader's threads die silently of the job's end only.
+    In a fresh interpreter, as Python prints a thread's death (pytest replaces that hook in-process)."""
     done = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     deaths = [line for line in done.stderr.splitlines() if line.startswith("Exception in thread")]
     assert deaths == [f"Exception in thread {DATA_PLANE_READER}:", f"Exception in thread {SDK_HARNESS}1-2:",
-                      "Exception in thread another-thread:"], done.stderr
-    assert done.stderr.count("Socket closed") == 2 and done.stderr.count("Multiplexer hanging up") == 1
+                      "Exception in thread another-thread:", f"Exception in thread {STATE_READER}:"], done.stderr
+    assert done.stderr.count("Socket closed") == 3 and done.stderr.count("Multiplexer hanging up") == 1
+    assert "RST_STREAM" not in done.stderr  # the state stream reset at the job's end

@@ -51,11 +51,22 @@ DATA_PLANE_LOGGER = "apache_beam.runners.worker.data_plane"
 DATA_PLANE_READER = "read_grpc_client_inputs"  # the thread Beam reads the data plane in
 SDK_HARNESS = "run_worker_"  # the threads of Beam's worker pool that run an SDK harness (name + worker id)
 HANGING_UP = "Multiplexer hanging up"  # the job server's words when it closes the stream at the job's end
+# The thread Beam reads state responses in: at the job's end its stream is reset by the runner (gRPC CANCELLED,
+# "Stream removed"), which it prints as its death the same way.
+STATE_READER = "read_state"
+CANCELLED = "StatusCode.CANCELLED"
 
 
 def is_hang_up(exc: BaseException | None) -> bool:
     """Whether ``exc`` is the data plane closed by the runner at the end of a job."""
     return exc is not None and HANGING_UP in str(exc)
+
+
+def ends_with_the_job(thread: str, exc: BaseException | None) -> bool:
+    """Whether a Beam worker thread named ``thread`` died of its stream closed at the end of a job."""
+    if thread.startswith((DATA_PLANE_READER, SDK_HARNESS)):
+        return is_hang_up(exc)
+    return thread == STATE_READER and exc is not None and CANCELLED in str(exc)
 
 
 class DataPlaneHangUpFilter(logging.Filter):
@@ -66,9 +77,9 @@ class DataPlaneHangUpFilter(logging.Filter):
 
 
 def quiet_data_plane_hang_up() -> None:
-    """Install the filter on Beam's data plane logger and let its reader thread and the SDK harness
-    threads end on the hang-up without printing it; idempotent. Call it before running a pipeline on a
-    portable runner."""
+    """Install the filter on Beam's data plane logger and let its reader thread, the SDK harness
+    threads and the state reader end on the job's end without printing it; idempotent. Call it
+    before running a pipeline on a portable runner."""
     import threading
 
     logger = logging.getLogger(DATA_PLANE_LOGGER)
@@ -78,8 +89,7 @@ def quiet_data_plane_hang_up() -> None:
     previous = threading.excepthook
 
     def excepthook(args: threading.ExceptHookArgs) -> None:
-        beam_worker = args.thread is not None and args.thread.name.startswith((DATA_PLANE_READER, SDK_HARNESS))
-        if not (beam_worker and is_hang_up(args.exc_value)):
+        if not (args.thread is not None and ends_with_the_job(args.thread.name, args.exc_value)):
             previous(args)
 
     threading.excepthook = excepthook
