@@ -335,7 +335,7 @@ def test_session_rules_spread_park_jitter_and_break():
 def test_js_runtime_check():
     from videonet.curation.client import js_runtime_problem
 
-    assert js_runtime_problem({}) is None  # install.sh installs Deno and yt-dlp's default extra
+    assert js_runtime_problem({}) is None  # videonet depends on Deno and yt-dlp's default extra
     problem = js_runtime_problem({"js_runtimes": {"deno": {"path": "/nowhere/deno"}}})
     assert "no supported JavaScript runtime" in problem and "install Deno" in problem and "\n" not in problem
     from videonet.curation.search.youtube import YoutubeSource
